@@ -1,0 +1,1 @@
+"""StellarPACS: a DICOM server and protocol toolkit on asyncio."""

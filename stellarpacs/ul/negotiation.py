@@ -1,0 +1,222 @@
+"""Association negotiation as pure functions: compute, then commit (PS3.8 7.1, PS3.7 D.3).
+
+The acceptor calls :func:`negotiate` with the received A-ASSOCIATE-RQ and its
+:class:`AcceptorPolicy`; it gets back the A-ASSOCIATE-AC or -RJ it would send,
+which it may inspect or change before handing it to the connection.  The
+requestor calls :func:`contexts_from_ac` on the AC it received.  Both sides
+end up with the same table of :class:`PresentationContext` objects.
+
+What this module decides (and the conformance statement repeats):
+
+- Application context other than the DICOM one: RJ 1/1/2.
+- Called AE title not ours (unless any is accepted): RJ 1/1/7.
+- Too many associations at once: RJ 2/3/2 (transient, local limit exceeded).
+- Each presentation context is accepted if its abstract syntax is served and
+  one of its transfer syntaxes is acceptable, choosing by our preference
+  order; otherwise result 3 (abstract syntax) or 4 (transfer syntaxes).
+  Contexts for several abstract syntaxes on one association are accepted.
+- Asynchronous operations are never granted beyond one at a time.
+- SCP/SCU role selection is answered per abstract syntax (PS3.7 D.3.3.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+from stellarpacs.errors import RejectResult, RejectSource
+from stellarpacs.ul.pdus import (
+    APPLICATION_CONTEXT_NAME,
+    AAssociateAC,
+    AAssociateRJ,
+    AAssociateRQ,
+    AsynchronousOperationsWindow,
+    ContextResult,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+    UserInformation,
+)
+
+__all__ = [
+    "IMPLEMENTATION_CLASS_UID",
+    "IMPLEMENTATION_VERSION_NAME",
+    "AcceptorPolicy",
+    "PresentationContext",
+    "RejectReason",
+    "Role",
+    "contexts_from_ac",
+    "negotiate",
+]
+
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.2.914"
+IMPLEMENTATION_VERSION_NAME = "StellarPACS_1.3"
+
+
+class RejectReason(Enum):
+    """The A-ASSOCIATE-RJ triples this acceptor sends (PS3.8 Table 9-21)."""
+
+    APPLICATION_CONTEXT_NOT_SUPPORTED = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 2)
+    CALLED_AE_NOT_RECOGNIZED = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 7)
+    LOCAL_LIMIT_EXCEEDED = (RejectResult.TRANSIENT, RejectSource.SERVICE_PROVIDER_PRESENTATION, 2)
+
+    def pdu(self) -> AAssociateRJ:
+        """The A-ASSOCIATE-RJ PDU carrying this reason."""
+        result, source, reason = self.value
+        return AAssociateRJ(result=int(result), source=int(source), reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """Which roles the *requestor* may take for one abstract syntax (PS3.7 D.3.3.4)."""
+
+    scu: bool = True
+    scp: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptorPolicy:
+    """What an acceptor serves and how it chooses.
+
+    ``abstract_syntaxes`` maps each served abstract syntax to the transfer
+    syntaxes it accepts there, in preference order: for a context the first
+    of these that the requestor offers is chosen.  ``roles`` says which roles
+    a requestor may ask for per abstract syntax through role selection; a
+    syntax not listed allows only the default (requestor SCU).
+    """
+
+    ae_title: str
+    abstract_syntaxes: Mapping[str, tuple[str, ...]]
+    accept_any_called_ae: bool = False
+    max_pdu_length: int = 16384
+    roles: Mapping[str, Role] = field(default_factory=lambda: MappingProxyType({}))
+    implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
+    implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class PresentationContext:
+    """An accepted presentation context, as both sides see it after negotiation.
+
+    ``scu_role`` and ``scp_role`` are the roles of the *requestor*: the
+    default (no role selection) is SCU only.
+    """
+
+    context_id: int
+    abstract_syntax: str
+    transfer_syntax: str
+    scu_role: bool = True
+    scp_role: bool = False
+
+
+def _choose(proposed: PresentationContextRQ, policy: AcceptorPolicy) -> PresentationContextAC:
+    accepted = policy.abstract_syntaxes.get(proposed.abstract_syntax)
+    fallback = proposed.transfer_syntaxes[0] if proposed.transfer_syntaxes else ""
+    if accepted is None:
+        return PresentationContextAC(
+            proposed.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, fallback
+        )
+    offered = set(proposed.transfer_syntaxes)
+    for syntax in accepted:
+        if syntax in offered:
+            return PresentationContextAC(proposed.context_id, ContextResult.ACCEPTANCE, syntax)
+    return PresentationContextAC(
+        proposed.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, fallback
+    )
+
+
+def _answer_roles(
+    proposals: tuple[RoleSelection, ...], policy: AcceptorPolicy
+) -> tuple[RoleSelection, ...]:
+    """Role selection items for the AC: only for syntaxes the requestor asked about."""
+    answers = []
+    for item in proposals:
+        allowed = policy.roles.get(item.sop_class_uid, Role())
+        answers.append(
+            RoleSelection(
+                item.sop_class_uid,
+                scu_role=item.scu_role and allowed.scu,
+                scp_role=item.scp_role and allowed.scp,
+            )
+        )
+    return tuple(answers)
+
+
+def _user_information(rq: AAssociateRQ, policy: AcceptorPolicy) -> UserInformation:
+    requested = rq.user_information
+    window = None
+    if requested.asynchronous_operations_window is not None:
+        window = AsynchronousOperationsWindow(invoked=1, performed=1)
+    return UserInformation(
+        maximum_length=policy.max_pdu_length,
+        implementation_class_uid=policy.implementation_class_uid,
+        implementation_version_name=policy.implementation_version_name,
+        asynchronous_operations_window=window,
+        role_selections=_answer_roles(requested.role_selections, policy),
+    )
+
+
+def _check_request(
+    rq: AAssociateRQ, policy: AcceptorPolicy, at_capacity: bool
+) -> AAssociateRJ | None:
+    if rq.application_context_name != APPLICATION_CONTEXT_NAME:
+        return RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED.pdu()
+    if not policy.accept_any_called_ae and rq.called_ae_title != policy.ae_title:
+        return RejectReason.CALLED_AE_NOT_RECOGNIZED.pdu()
+    if at_capacity:
+        return RejectReason.LOCAL_LIMIT_EXCEEDED.pdu()
+    return None
+
+
+def negotiate(
+    rq: AAssociateRQ, policy: AcceptorPolicy, *, at_capacity: bool = False
+) -> tuple[AAssociateAC | AAssociateRJ, dict[int, PresentationContext]]:
+    """Compute the answer to ``rq`` and the accepted contexts (empty when rejected).
+
+    Nothing is committed: the caller sends the PDU through its connection.
+    A context ID proposed twice is answered once, for its first proposal.
+    """
+    rejection = _check_request(rq, policy, at_capacity)
+    if rejection is not None:
+        return rejection, {}
+    answers: list[PresentationContextAC] = []
+    seen: set[int] = set()
+    for proposed in rq.presentation_contexts:
+        if proposed.context_id in seen:
+            continue
+        seen.add(proposed.context_id)
+        answers.append(_choose(proposed, policy))
+    ac = AAssociateAC(
+        called_ae_title=rq.called_ae_title,
+        calling_ae_title=rq.calling_ae_title,
+        presentation_contexts=tuple(answers),
+        user_information=_user_information(rq, policy),
+    )
+    return ac, contexts_from_ac(rq, ac)
+
+
+def contexts_from_ac(rq: AAssociateRQ, ac: AAssociateAC) -> dict[int, PresentationContext]:
+    """The accepted presentation contexts, keyed by ID, with the negotiated roles.
+
+    Used by both sides, so that requestor and acceptor read one AC the same
+    way.  Without a role selection answer for a syntax, the requestor is SCU
+    only (PS3.7 D.3.3.4).
+    """
+    proposed = {pc.context_id: pc for pc in rq.presentation_contexts}
+    roles = {r.sop_class_uid: r for r in ac.user_information.role_selections}
+    contexts: dict[int, PresentationContext] = {}
+    for answer in ac.presentation_contexts:
+        pc = proposed.get(answer.context_id)
+        if answer.result != ContextResult.ACCEPTANCE or pc is None:
+            continue
+        role = roles.get(pc.abstract_syntax)
+        contexts[answer.context_id] = PresentationContext(
+            context_id=answer.context_id,
+            abstract_syntax=pc.abstract_syntax,
+            transfer_syntax=answer.transfer_syntax,
+            scu_role=role.scu_role if role else True,
+            scp_role=role.scp_role if role else False,
+        )
+    return contexts
