@@ -1,0 +1,249 @@
+"""The association acceptor: ``Server``, one task per association.
+
+Negotiation happens inside the transport callback, synchronously, with the
+pure :func:`negotiate` (compute, then commit).  Each accepted association
+gets one task that reads its requests in order and hands each to the one
+service that answers that request class.  ``max_associations`` bounds how
+many are open at once; the next request is answered with A-ASSOCIATE-RJ
+2/3/2 (PS3.8 Table 9-21) and the open ones go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType, TracebackType
+
+from stellarpacs.aio.association import Association, DatasetSink
+from stellarpacs.aio.transport import ULProtocol
+from stellarpacs.config import Config
+from stellarpacs.dimse.commands import Message
+from stellarpacs.errors import AssociationAborted
+from stellarpacs.services.base import Service
+from stellarpacs.services.verification import VerificationService
+from stellarpacs.uids import name_of
+from stellarpacs.ul.connection import (
+    Aborted,
+    AssociationRequested,
+    Connection,
+    Event,
+)
+from stellarpacs.ul.negotiation import AcceptorPolicy, PresentationContext, Role, negotiate
+from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ
+
+__all__ = ["Server"]
+
+log = logging.getLogger("stellarpacs.server")
+
+
+def _describe_contexts(contexts: Mapping[int, PresentationContext]) -> str:
+    return ", ".join(
+        f"{name_of(c.abstract_syntax)}/{name_of(c.transfer_syntax)}" for c in contexts.values()
+    )
+
+
+def _policy(config: Config, services: Iterable[Service]) -> AcceptorPolicy:
+    syntaxes: dict[str, tuple[str, ...]] = {}
+    roles: dict[str, Role] = {}
+    for service in services:
+        syntaxes.update(service.abstract_syntaxes)
+        roles.update(service.roles)
+    return AcceptorPolicy(
+        ae_title=config.ae_title,
+        abstract_syntaxes=MappingProxyType(syntaxes),
+        accept_any_called_ae=config.accept_any_called_ae,
+        max_pdu_length=config.max_pdu_length,
+        roles=MappingProxyType(roles),
+    )
+
+
+class _Session:
+    """One TCP connection on the acceptor side, before and after association."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.connection = Connection(
+            requestor=False,
+            max_pdu_length=server.config.max_pdu_length,
+            artim_timeout=server.config.artim_timeout,
+        )
+        self.protocol = ULProtocol(
+            self.connection, self.on_event, idle_timeout=server.config.idle_timeout
+        )
+        self.association: Association | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, AssociationRequested):
+            self.server._on_request(self, event)
+        elif isinstance(event, Aborted):
+            error = self.connection.last_error
+            why = f": {error}" if error else ""
+            peer = self.protocol.peer
+            log.warning("connection from %s:%s ended before association%s", *peer, why)
+            self.protocol.close()
+
+
+class Server:
+    """A DICOM association acceptor serving the given services.
+
+    Use as ``async with Server(config) as server: await server.serve_forever()``;
+    ``server.port`` is the bound port (useful with port 0 in tests).
+    """
+
+    def __init__(self, config: Config, services: Iterable[Service] | None = None) -> None:
+        self.config = config
+        self.services: list[Service] = list(services) if services is not None else []
+        if not any(isinstance(s, VerificationService) for s in self.services):
+            self.services.insert(0, VerificationService())
+        self._dispatch: dict[type[Message], Service] = {
+            request: service for service in self.services for request in service.requests
+        }
+        self.policy = _policy(config, self.services)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.associations: set[Association] = set()
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and listen; raises OSError when the address is in use."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Session(self).protocol,
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            backlog=128,
+        )
+        log.info(
+            "%s listening on %s:%s (max %d associations, max PDU %d)",
+            self.config.ae_title,
+            self.config.host,
+            self.port,
+            self.config.max_associations,
+            self.config.max_pdu_length,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        assert self._server is not None and self._server.sockets, "server not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled or closed."""
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop listening, let open associations finish for ``timeout`` s, then abort them."""
+        if self._server is not None:
+            self._server.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for association in list(self.associations):
+                association.abort()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- association establishment ----------------------------------------------------
+
+    def _on_request(self, session: _Session, event: AssociationRequested) -> None:
+        rq = event.request
+        at_capacity = len(self.associations) >= self.config.max_associations
+        answer, contexts = negotiate(rq, self.policy, at_capacity=at_capacity)
+        peer = session.protocol.peer
+        if isinstance(answer, AAssociateRJ):
+            session.connection.reject(answer)
+            log.warning(
+                "association rejected: %s -> %s from %s:%s, result %d source %d reason %d",
+                rq.calling_ae_title, rq.called_ae_title, *peer,
+                answer.result, answer.source, answer.reason,
+            )  # fmt: skip
+            return
+        assert isinstance(answer, AAssociateAC)
+        association = Association(session.connection, rq, answer, contexts, sink_factory=self._sink)
+        association.attach(session.protocol)
+        session.association = association
+        session.connection.accept(answer)
+        self.associations.add(association)
+        log.info(
+            "association opened: %s -> %s from %s:%s, contexts: %s",
+            rq.calling_ae_title, rq.called_ae_title, *peer,
+            _describe_contexts(contexts) or "none accepted",
+        )  # fmt: skip
+        task = asyncio.get_running_loop().create_task(self._run(association))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _sink(
+        self, association: Association, context: PresentationContext, command: Message
+    ) -> DatasetSink | None:
+        service = self._dispatch.get(type(command))
+        return service.sink(association, context, command) if service else None
+
+    # --- serving one association ---------------------------------------------------------
+
+    async def _run(self, association: Association) -> None:
+        started = time.monotonic()
+        try:
+            while (incoming := await association.receive()) is not None:
+                service = self._dispatch.get(type(incoming.command))
+                if service is None:
+                    log.warning(
+                        "%s: no service for %s; aborting",
+                        association.calling_ae_title,
+                        type(incoming.command).__name__,
+                    )
+                    association.abort()
+                    break
+                await service.handle(association, incoming)
+        except AssociationAborted:
+            pass
+        except Exception:
+            log.exception("%s: handler failed; aborting association", association.calling_ae_title)
+            association.abort()
+        finally:
+            self.associations.discard(association)
+            self._log_end(association, time.monotonic() - started)
+            await self._await_close(association)
+
+    async def _await_close(self, association: Association) -> None:
+        """Give the peer ARTIM's time to close after release or abort, then close."""
+        protocol = association.protocol
+        if protocol is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.artim_timeout + 1.0):
+                await protocol.closed
+        except TimeoutError:
+            protocol.close()
+
+    @staticmethod
+    def _log_end(association: Association, duration: float) -> None:
+        if association.protocol is not None and association.protocol.idle_expired:
+            association.end_reason = "aborted: idle timeout"
+        log.info(
+            "association ended: %s -> %s from %s:%s, %s after %.3f s, %d requests",
+            association.calling_ae_title, association.called_ae_title, *association.peer,
+            association.end_reason or "closed", duration, association.stats.messages_in,
+        )  # fmt: skip

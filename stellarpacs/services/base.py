@@ -1,0 +1,48 @@
+"""What a service class provider looks like to the server.
+
+A service is an *intervention handler*: exactly one answers each request
+class (PS3.7 9, 10).  It declares the abstract syntaxes it serves and the
+transfer syntaxes it accepts for each, in preference order; the server
+builds its negotiation policy from these declarations, so what is accepted
+at association time is exactly what can be served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.dimse.commands import Message
+from stellarpacs.ul.negotiation import PresentationContext, Role
+
+__all__ = ["Service"]
+
+
+class Service(Protocol):
+    """A service class provider (SCP) the server dispatches requests to."""
+
+    @property
+    def abstract_syntaxes(self) -> Mapping[str, tuple[str, ...]]:
+        """Served abstract syntax -> accepted transfer syntaxes, preferred first."""
+        ...
+
+    @property
+    def roles(self) -> Mapping[str, Role]:
+        """Roles a requestor may take by role selection, per abstract syntax."""
+        ...
+
+    @property
+    def requests(self) -> tuple[type[Message], ...]:
+        """The request message classes this service answers."""
+        ...
+
+    def sink(
+        self, association: Association, context: PresentationContext, command: Message
+    ) -> DatasetSink | None:
+        """Where the data set of ``command`` should go as it arrives; None: in memory."""
+        ...
+
+    async def handle(self, association: Association, incoming: Incoming) -> None:
+        """Answer one request; responses are sent through ``association``."""
+        ...

@@ -1,0 +1,297 @@
+"""One upper layer connection, sans-I/O: bytes and time in, events and bytes out.
+
+The interface follows h11 and aioquic:
+
+- ``receive_data(data, now)`` feeds bytes read from the transport (``b""``
+  means the peer closed it); ``next_event()`` then returns what the local
+  user must learn, one :class:`Event` at a time.
+- The user's own primitives are methods: :meth:`accept`, :meth:`reject`,
+  :meth:`send_data`, :meth:`release`, :meth:`release_response`,
+  :meth:`abort`, and for the requestor :meth:`request` and
+  :meth:`transport_connected`.
+- ``data_to_send()`` returns the bytes to write; ``wants_close`` says the
+  transport should be closed once they are written.
+- ``next_deadline()`` is when ARTIM fires, or None; ``handle_timeout(now)``
+  is called when that time has come.
+
+A malformed PDU is turned into Evt19 here, the one place where the peer's
+:class:`RemoteProtocolError` becomes an A-ABORT (PS3.8 9.2, AA-8).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from stellarpacs.errors import RemoteProtocolError
+from stellarpacs.ul import fsm
+from stellarpacs.ul.codec import PDUReader, encode_pdu
+from stellarpacs.ul.fsm import Event as FsmEvent
+from stellarpacs.ul.fsm import Input, Primitive, State
+from stellarpacs.ul.pdus import (
+    AAbort,
+    AAssociateAC,
+    AAssociateRJ,
+    AAssociateRQ,
+    AReleaseRP,
+    AReleaseRQ,
+    PDataTF,
+)
+
+__all__ = [
+    "Aborted",
+    "AssociationAccepted",
+    "AssociationRejected",
+    "AssociationRequested",
+    "Connection",
+    "DataReceived",
+    "Event",
+    "ReleaseConfirmed",
+    "ReleaseRequested",
+]
+
+
+# --- events for the local user -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRequested:
+    """A-ASSOCIATE indication: the peer asks for an association (acceptor)."""
+
+    request: AAssociateRQ
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationAccepted:
+    """A-ASSOCIATE confirmation (accept) (requestor)."""
+
+    response: AAssociateAC
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRejected:
+    """A-ASSOCIATE confirmation (reject) (requestor)."""
+
+    response: AAssociateRJ
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """P-DATA indication."""
+
+    pdu: PDataTF
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequested:
+    """A-RELEASE indication; ``collision`` when both sides asked at once (PS3.8 9.2.3)."""
+
+    collision: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseConfirmed:
+    """A-RELEASE confirmation: the association is released."""
+
+
+@dataclass(frozen=True, slots=True)
+class Aborted:
+    """A-ABORT (``by_peer_user``) or A-P-ABORT indication: the association is gone.
+
+    ``source`` and ``reason`` are those of the A-ABORT PDU received or sent,
+    or None when the transport closed without one.
+    """
+
+    by_peer_user: bool
+    source: int | None = None
+    reason: int | None = None
+
+
+Event = (
+    AssociationRequested
+    | AssociationAccepted
+    | AssociationRejected
+    | DataReceived
+    | ReleaseRequested
+    | ReleaseConfirmed
+    | Aborted
+)
+
+_PDU_EVENTS: dict[type[object], FsmEvent] = {
+    AAssociateAC: FsmEvent.EVT3,
+    AAssociateRJ: FsmEvent.EVT4,
+    AAssociateRQ: FsmEvent.EVT6,
+    PDataTF: FsmEvent.EVT10,
+    AReleaseRQ: FsmEvent.EVT12,
+    AReleaseRP: FsmEvent.EVT13,
+    AAbort: FsmEvent.EVT16,
+}
+
+
+def _indication(effect: fsm.Indicate) -> Event:
+    """Translate an indicated primitive into the event the user sees."""
+    pdu = effect.pdu
+    match effect.primitive:
+        case Primitive.A_ASSOCIATE_INDICATION if isinstance(pdu, AAssociateRQ):
+            return AssociationRequested(pdu)
+        case Primitive.A_ASSOCIATE_ACCEPT if isinstance(pdu, AAssociateAC):
+            return AssociationAccepted(pdu)
+        case Primitive.A_ASSOCIATE_REJECT if isinstance(pdu, AAssociateRJ):
+            return AssociationRejected(pdu)
+        case Primitive.P_DATA_INDICATION if isinstance(pdu, PDataTF):
+            return DataReceived(pdu)
+        case Primitive.A_RELEASE_INDICATION:
+            return ReleaseRequested(collision=False)
+        case Primitive.A_RELEASE_COLLISION:
+            return ReleaseRequested(collision=True)
+        case Primitive.A_RELEASE_CONFIRMATION:
+            return ReleaseConfirmed()
+        case Primitive.A_ABORT_INDICATION | Primitive.A_P_ABORT_INDICATION:
+            by_user = effect.primitive is Primitive.A_ABORT_INDICATION
+            if isinstance(pdu, AAbort):
+                return Aborted(by_user, pdu.source, pdu.reason)
+            return Aborted(by_user)
+    raise AssertionError(f"unexpected indication {effect}")  # pragma: no cover
+
+
+class Connection:
+    """The upper layer of one transport connection (PS3.8 9), without I/O.
+
+    ``max_pdu_length`` is the largest P-DATA-TF we accept (what we advertise
+    in the Maximum Length sub-item); a longer one is answered with A-ABORT.
+    ``artim_timeout`` is in the same unit as the ``now`` values passed in.
+    """
+
+    def __init__(
+        self, *, requestor: bool, max_pdu_length: int = 16384, artim_timeout: float = 30.0
+    ) -> None:
+        self.requestor = requestor
+        self.state = State.STA1
+        self.artim_timeout = artim_timeout
+        self._reader = PDUReader(max_pdata_length=max_pdu_length)
+        self._events: deque[Event] = deque()
+        self._out: list[bytes] = []
+        self._deadline: float | None = None
+        self._now = 0.0
+        self.wants_close = False
+        self.wants_open = False
+        self.last_error: RemoteProtocolError | None = None
+        self._discard_input = False
+
+    # --- driving the machine ---------------------------------------------------
+
+    def _handle(self, inp: Input) -> None:
+        self.state, effects = fsm.step(self.state, inp, self.requestor)
+        for effect in effects:
+            self._apply(effect)
+
+    def _apply(self, effect: fsm.Effect) -> None:
+        if isinstance(effect, fsm.SendPDU):
+            self._out.append(encode_pdu(effect.pdu))
+        elif isinstance(effect, fsm.Indicate):
+            self._events.append(_indication(effect))
+        elif isinstance(effect, fsm.StartARTIM):
+            self._deadline = self._now + self.artim_timeout
+        elif isinstance(effect, fsm.StopARTIM):
+            self._deadline = None
+        elif isinstance(effect, fsm.CloseTransport):
+            self.wants_close = True
+        else:
+            self.wants_open = True
+
+    # --- transport side ----------------------------------------------------------
+
+    def connection_made(self, now: float) -> None:
+        """Transport connection indication, acceptor side (Evt5)."""
+        self._now = now
+        self._handle(Input(FsmEvent.EVT5))
+
+    def transport_connected(self, now: float, request: AAssociateRQ) -> None:
+        """Transport connection confirm, requestor side (Evt2): send the RQ."""
+        self._now = now
+        self._handle(Input(FsmEvent.EVT2, request))
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes from the transport; ``b""`` means it was closed (Evt17)."""
+        self._now = now
+        if not data:
+            self._handle(Input(FsmEvent.EVT17))
+            return
+        if self._discard_input or self.state in (State.STA1, State.STA4):
+            return  # no transport yet, or a stream that lost its framing
+        try:
+            self._reader.feed(data)
+            while (pdu := self._reader.next_pdu()) is not None:
+                self._handle(Input(_PDU_EVENTS[type(pdu)], pdu))
+                if self.is_closed:
+                    return
+        except RemoteProtocolError as error:
+            self.last_error = error
+            self._discard_input = True
+            self._handle(Input(FsmEvent.EVT19, reason=error.reason))
+
+    def next_deadline(self) -> float | None:
+        """When ARTIM expires, or None while it is not running."""
+        return self._deadline
+
+    def handle_timeout(self, now: float) -> None:
+        """Evt18 when ARTIM has expired; a no-op for a timer that was stopped or moved."""
+        self._now = now
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            self._handle(Input(FsmEvent.EVT18))
+
+    def data_to_send(self) -> bytes:
+        """Bytes the transport must write, in order; empties the buffer."""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Event | None:
+        """The next event for the local user, or None."""
+        return self._events.popleft() if self._events else None
+
+    # --- the local user's primitives --------------------------------------------
+
+    def request(self, now: float) -> None:
+        """A-ASSOCIATE request (Evt1): the adapter must then open the transport."""
+        self._now = now
+        self._handle(Input(FsmEvent.EVT1))
+
+    def accept(self, ac: AAssociateAC) -> None:
+        """A-ASSOCIATE response, accept (Evt7)."""
+        self._handle(Input(FsmEvent.EVT7, ac))
+
+    def reject(self, rj: AAssociateRJ) -> None:
+        """A-ASSOCIATE response, reject (Evt8); ARTIM then waits for the peer to close."""
+        self._handle(Input(FsmEvent.EVT8, rj))
+
+    def send_data(self, pdu: PDataTF) -> None:
+        """P-DATA request (Evt9)."""
+        self._handle(Input(FsmEvent.EVT9, pdu))
+
+    def release(self) -> None:
+        """A-RELEASE request (Evt11)."""
+        self._handle(Input(FsmEvent.EVT11))
+
+    def release_response(self) -> None:
+        """A-RELEASE response (Evt14)."""
+        self._handle(Input(FsmEvent.EVT14))
+
+    def abort(self, reason: int = 0) -> None:
+        """A-ABORT request (Evt15), service-user source; a no-op once nothing is left."""
+        if self.state in (State.STA1, State.STA2, State.STA13):
+            if self.state is State.STA2:
+                self.wants_close = True
+            return
+        self._handle(Input(FsmEvent.EVT15, AAbort(source=0, reason=reason)))
+
+    @property
+    def is_established(self) -> bool:
+        """True in Sta6, where DIMSE messages may flow both ways."""
+        return self.state is State.STA6
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the association is gone and the transport should be closed."""
+        return self.state is State.STA1
