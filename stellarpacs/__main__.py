@@ -1,0 +1,7 @@
+"""``python -m stellarpacs``: see :mod:`stellarpacs.cli`."""
+
+import sys
+
+from stellarpacs.cli import main
+
+sys.exit(main())

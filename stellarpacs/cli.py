@@ -1,0 +1,213 @@
+"""Command line: ``python -m stellarpacs [serve|echo|...]``.
+
+Every failure a user can cause (a bad configuration, a port in use, a peer
+that rejects or cannot be reached) ends in one line on stderr naming the
+problem and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from stellarpacs.config import Config, load_config
+from stellarpacs.errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConfigError,
+    DIMSEError,
+    StellarPACSError,
+)
+
+__all__ = ["main"]
+
+log = logging.getLogger("stellarpacs")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (a dependency on Linux), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# --- serve ----------------------------------------------------------------------------
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--aet", dest="ae_title", help="our AE title (default STELLARPACS)")
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="TCP port (default 11112)")
+    parser.add_argument("--storage", type=Path, help="storage folder (default ./stellarpacs-data)")
+    parser.add_argument("--max-associations", type=int, dest="max_associations")
+    parser.add_argument("--max-pdu", type=int, dest="max_pdu_length")
+    parser.add_argument(
+        "--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+
+
+_SERVE_KEYS = (
+    "ae_title",
+    "host",
+    "port",
+    "storage",
+    "max_associations",
+    "max_pdu_length",
+    "log_level",
+)
+
+
+def _config_from(args: argparse.Namespace) -> Config:
+    overrides = {key: getattr(args, key, None) for key in _SERVE_KEYS}
+    return load_config(args.config, overrides)
+
+
+async def _serve(config: Config) -> int:
+    from stellarpacs.aio.server import Server
+    from stellarpacs.services.registry import default_services
+
+    services = await default_services(config)
+    server = Server(config, services.services)
+    try:
+        await server.start()
+    except OSError as error:
+        await services.close()
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port}: {error.strerror}"
+        ) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    serving = asyncio.create_task(server.serve_forever())
+    await stop.wait()
+    log.info("stopping: finishing open associations")
+    serving.cancel()
+    await server.close()
+    await services.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config_from(args)
+    _setup_logging(config.log_level)
+    return _run(_serve(config))
+
+
+# --- echo -------------------------------------------------------------------------------
+
+
+def _add_peer_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("host", help="peer host name or address")
+    parser.add_argument("port", type=int, help="peer TCP port")
+    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
+    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
+    parser.add_argument("--max-pdu", type=int, default=16384, dest="max_pdu_length")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for answers")
+
+
+async def _echo(args: argparse.Namespace) -> int:
+    from stellarpacs.aio.client import connect
+
+    association = await connect(
+        args.host,
+        args.port,
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        max_pdu_length=args.max_pdu_length,
+        connect_timeout=args.timeout,
+        dimse_timeout=args.timeout,
+    )
+    async with association:
+        for _ in range(args.repeat):
+            status = await association.echo()
+            print(f"C-ECHO to {args.aec} at {args.host}:{args.port}: status 0x{status:04X}")
+            if status != 0:
+                return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_echo(args: argparse.Namespace) -> int:
+    _setup_logging("WARNING")
+    return _run(_echo(args))
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stellarpacs",
+        description="StellarPACS: a DICOM server and protocol toolkit. "
+        "Without a command, serves with the embedded defaults.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the DICOM server (the default)")
+    _add_serve_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+    echo = commands.add_parser("echo", help="send C-ECHO to a DICOM peer")
+    _add_peer_flags(echo)
+    echo.add_argument("--repeat", type=int, default=1, help="C-ECHOs on the association")
+    echo.set_defaults(func=cmd_echo)
+    return parser
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, AssociationRejected):
+        return (
+            f"association rejected (result {error.result}, source {error.source}, "
+            f"reason {error.reason})"
+        )
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, OSError):
+        return f"cannot connect: {error.strerror or error}"
+    return str(error)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the process exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "serve")
+    args = parser.parse_args(args_list)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as error:
+        print(f"stellarpacs: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (
+        AssociationRejected,
+        AssociationAborted,
+        DIMSEError,
+        StellarPACSError,
+        OSError,
+        TimeoutError,
+    ) as error:
+        print(f"stellarpacs {args.command}: {_describe(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED

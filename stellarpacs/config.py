@@ -1,0 +1,544 @@
+"""Explicit configuration: one frozen :class:`Config`, read from TOML, then CLI overrides.
+
+Theory of operation: each configuration key is one field of :class:`Config`,
+and the field's metadata carries its help text and its value check.  The
+checks run in ``__post_init__``, whatever built the object (a TOML file, the
+CLI, code that embeds the server), so an invalid ``Config`` cannot exist and
+there is no module-level state to tweak.  :func:`load_config` only reads the
+file, refuses unknown keys, turns ``[remotes.<AE title>]`` tables into
+:class:`RemoteAE` and lets overrides win.  Every problem is one
+:class:`~stellarpacs.errors.ConfigError` whose message names the key.
+
+File layout (all keys optional, top level, see :data:`DEFAULT_CONFIG_TOML`)::
+
+    ae_title = "STELLARPACS"
+    port = 11112
+    [remotes.STORESCP]
+    host = "192.0.2.10"
+    port = 104
+
+Relative paths (``storage``) are taken relative to the working directory of
+the process, as for the CLI flags; use an absolute path in a service unit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import textwrap
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from stellarpacs import uids
+from stellarpacs.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_TOML",
+    "LOG_LEVELS",
+    "MIN_PDU_LENGTH",
+    "Config",
+    "RemoteAE",
+    "describe_keys",
+    "load_config",
+]
+
+_T = TypeVar("_T")
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+# PS3.8 D.1 allows any maximum length; below dcmtk's 4096 floor PDU headers
+# dominate and some peers refuse to talk, so we refuse it up front.
+MIN_PDU_LENGTH: Final = 4096
+_MAX_PDU_LENGTH: Final = 0xFFFFFFFF  # the sub-item field is 32 bits (PS3.8 D.1.1)
+_AE_MAX: Final = 16  # PS3.5 6.2, AE value representation
+
+
+class _KeyProblem(ConfigError):
+    """A ConfigError about one key; load_config uses ``key`` to say where it came from."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"'{key}' {message}")
+        self.key = key
+
+
+# --- Type checks, dispatched on the field's annotation ------------------------
+
+_KINDS: Final[Mapping[type, str]] = MappingProxyType(
+    {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array"}
+)
+
+
+def _given(value: object) -> str:
+    kind = _KINDS.get(
+        type(value), "a table" if isinstance(value, Mapping) else type(value).__name__
+    )
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    return f"{kind} ({shown[:40]}{'...' if len(shown) > 40 else ''})"
+
+
+def _wrong_type(key: str, expected: str, value: object) -> ConfigError:
+    return _KeyProblem(key, f"must be {expected}, got {_given(value)}")
+
+
+def _as_str(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type(key, "a string", value)
+    return value
+
+
+def _as_int(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(key, "an integer", value)
+    return value
+
+
+def _as_float(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _wrong_type(key, "a number of seconds", value)
+    if not math.isfinite(value):
+        raise _KeyProblem(key, f"must be a finite number, got {value}")
+    return float(value)
+
+
+def _as_bool(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _wrong_type(key, "a boolean (true or false)", value)
+    return value
+
+
+def _as_path(key: str, value: object) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise _wrong_type(key, "a non-empty path string", value)
+    return Path(value).expanduser()
+
+
+def _as_uids(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise _wrong_type(key, "an array of UID strings", value)
+    return tuple(value)
+
+
+def _as_remotes(key: str, value: object) -> Mapping[str, RemoteAE]:
+    if not isinstance(value, Mapping):
+        raise _wrong_type(key, "a table of [remotes.<AE title>] tables", value)
+    for title, remote in value.items():
+        if not isinstance(remote, RemoteAE):
+            raise _wrong_type(f"{key}.{title}", "a RemoteAE", remote)
+        if remote.ae_title != title:
+            raise _KeyProblem(f"{key}.{title}", f"holds AE title '{remote.ae_title}'")
+    return MappingProxyType(dict(value))
+
+
+_COERCE: Final[Mapping[str, Callable[[str, object], object]]] = MappingProxyType(
+    {
+        "str": _as_str,
+        "int": _as_int,
+        "float": _as_float,
+        "bool": _as_bool,
+        "Path": _as_path,
+        "tuple[str, ...]": _as_uids,
+        "Mapping[str, RemoteAE]": _as_remotes,
+    }
+)
+
+_TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "str": "string",
+        "int": "integer",
+        "float": "float",
+        "bool": "boolean",
+        "Path": "string (path)",
+        "tuple[str, ...]": "array of UIDs",
+        "Mapping[str, RemoteAE]": "table: host (string), port (integer)",
+    }
+)
+
+# --- Value checks: each returns the value, normalised -------------------------
+
+
+def _check_ae_title(key: str, value: str) -> str:
+    """PS3.5 6.2 (AE): 16 characters of the default repertoire, no backslash or controls.
+
+    Leading and trailing spaces are not significant, so they are dropped here.
+    """
+    title = value.strip(" ")
+    if not title:
+        raise _KeyProblem(key, "must not be empty")
+    if len(title) > _AE_MAX:
+        raise _KeyProblem(key, f"must be at most {_AE_MAX} characters, got {len(title)}: {title!r}")
+    if not title.isascii():
+        raise _KeyProblem(key, f"must be ASCII, got {title!r}")
+    if "\\" in title or any(ord(c) < 0x20 or ord(c) == 0x7F for c in title):
+        raise _KeyProblem(key, f"must not contain a backslash or control character: {title!r}")
+    return title
+
+
+def _check_host(key: str, value: str) -> str:
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise _KeyProblem(key, f"must be a host name or address without spaces, got {value!r}")
+    return value
+
+
+def _in_range(low: int, high: int) -> Callable[[str, int], int]:
+    def check(key: str, value: int) -> int:
+        if not low <= value <= high:
+            raise _KeyProblem(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _check_pdu_length(key: str, value: int) -> int:
+    if value != 0 and not MIN_PDU_LENGTH <= value <= _MAX_PDU_LENGTH:
+        raise _KeyProblem(
+            key, f"must be 0 (no limit) or {MIN_PDU_LENGTH} to {_MAX_PDU_LENGTH}, got {value}"
+        )
+    return value
+
+
+def _check_log_level(key: str, value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise _KeyProblem(key, f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value.upper()
+
+
+def _positive(key: str, value: float) -> float:
+    if value <= 0:
+        raise _KeyProblem(key, f"must be more than 0 seconds, got {value}")
+    return value
+
+
+def _non_negative(key: str, value: float) -> float:
+    if value < 0:
+        raise _KeyProblem(key, f"must be 0 (no limit) or more seconds, got {value}")
+    return value
+
+
+def _no_duplicates(key: str, values: tuple[str, ...]) -> None:
+    seen: set[str] = set()
+    for uid in values:
+        if uid in seen:
+            raise _KeyProblem(key, f"lists {uid!r} twice")
+        seen.add(uid)
+
+
+def _check_transfer_syntaxes(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise _KeyProblem(key, "must list at least one transfer syntax")
+    for uid in values:
+        if uid not in uids.TRANSFER_SYNTAXES:
+            raise _KeyProblem(key, f"has an unknown transfer syntax UID {uid!r}")
+    _no_duplicates(key, values)
+    return values
+
+
+def _check_sop_classes(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    for uid in values:
+        if not uids.is_valid_uid(uid):
+            raise _KeyProblem(key, f"has an invalid UID {uid!r} (PS3.5 9.1)")
+    _no_duplicates(key, values)
+    return values
+
+
+# --- The dataclasses -------------------------------------------------------------
+
+
+def _key(
+    default: _T,
+    help: str,
+    check: Callable[[str, _T], _T] | None = None,
+    *,
+    shown: str = "",
+    repr: bool = True,
+) -> _T:
+    """A configuration key: its default, one line of help, its value check.
+
+    ``shown`` replaces the default in the documentation when it is too long to print.
+    """
+    meta = {"help": help, "check": check, "shown": shown}
+    return field(default=default, repr=repr, metadata=meta)
+
+
+def _normalise(obj: object, name: str, kind: str, key: str, check: Any) -> None:
+    value = _COERCE[kind](key, getattr(obj, name))
+    if check is not None:
+        value = check(key, value)
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteAE:
+    """A peer we open associations to: a C-MOVE destination or a commitment requester."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        key = f"remotes.{self.ae_title}"
+        _normalise(self, "ae_title", "str", key, _check_ae_title)
+        _normalise(self, "host", "str", f"{key}.host", _check_host)
+        _normalise(self, "port", "int", f"{key}.port", _in_range(1, 65535))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the server and the client tools are told; checked on construction."""
+
+    ae_title: str = _key(
+        "STELLARPACS",
+        "Our AE title: 1 to 16 ASCII characters, no backslash or control character "
+        "(PS3.5 6.2); surrounding spaces are dropped.",
+        _check_ae_title,
+    )
+    host: str = _key(
+        "0.0.0.0",
+        "Address `serve` listens on. The default listens on every IPv4 interface, since "
+        "modalities must reach a PACS; 127.0.0.1 keeps it local, :: listens on IPv6.",
+        _check_host,
+    )
+    port: int = _key(
+        11112,
+        "TCP port `serve` listens on (11112 is the IANA-registered DICOM port); "
+        "0 picks a free port, which tests use.",
+        _in_range(0, 65535),
+    )
+    storage: Path = _key(  # noqa: RUF009 (_key returns a Field; a Path is immutable)
+        Path("stellarpacs-data"),
+        "Directory of the file store and its index, relative to the working directory "
+        "unless absolute.",
+    )
+    max_associations: int = _key(
+        10,
+        "Simultaneous associations; one more is rejected as transient, local limit "
+        "exceeded (PS3.8 9.3.4).",
+        _in_range(1, 1_000_000),
+    )
+    max_pdu_length: int = _key(
+        16384,
+        f"Largest PDU we accept, announced in the Maximum Length sub-item (PS3.8 D.1): "
+        f"0 for no limit, else at least {MIN_PDU_LENGTH}.",
+        _check_pdu_length,
+    )
+    log_level: str = _key(
+        "INFO", f"Logging threshold: one of {', '.join(LOG_LEVELS)}.", _check_log_level
+    )
+    accept_any_called_ae: bool = _key(
+        False,
+        "Accept associations whatever their Called AE Title; when false, one that is not "
+        "ours is rejected with reason 7, called AE title not recognized (PS3.8 9.3.4).",
+    )
+    artim_timeout: float = _key(
+        30.0,
+        "ARTIM timer (PS3.8 9.1.5): seconds a new connection may take to send its "
+        "A-ASSOCIATE-RQ, and a released or aborted one to close.",
+        _positive,
+    )
+    idle_timeout: float = _key(
+        600.0,
+        "Seconds an established association may go without a PDU before we abort it; "
+        "0 means no limit.",
+        _non_negative,
+    )
+    dimse_timeout: float = _key(
+        60.0,
+        "Seconds the client side waits for a DIMSE response; 0 means no limit.",
+        _non_negative,
+    )
+    connect_timeout: float = _key(
+        10.0,
+        "Seconds to wait for a TCP connection to a remote AE; 0 means no limit.",
+        _non_negative,
+    )
+    transfer_syntax_preference: tuple[str, ...] = _key(
+        uids.STORAGE_TRANSFER_SYNTAXES,
+        "Transfer syntaxes we accept, most preferred first: for each presentation context "
+        "(PS3.8 7.1.1.13) we accept the first of this list that the peer proposes. The "
+        "default puts uncompressed first, then lossless, then lossy encodings, so a peer "
+        "that proposes only compressed syntaxes keeps its compression.",
+        _check_transfer_syntaxes,
+        shown=f"uids.STORAGE_TRANSFER_SYNTAXES ({len(uids.STORAGE_TRANSFER_SYNTAXES)} UIDs)",
+    )
+    storage_sop_classes: tuple[str, ...] = _key(
+        uids.STORAGE_SOP_CLASSES,
+        "SOP classes accepted for C-STORE. Any valid UID may be listed, such as a private "
+        "class or one newer than our tables.",
+        _check_sop_classes,
+        shown=f"uids.STORAGE_SOP_CLASSES ({len(uids.STORAGE_SOP_CLASSES)} UIDs)",
+        repr=False,  # 195 UIDs would drown a logged Config
+    )
+    fsync: bool = _key(
+        True,
+        "Flush each received file and its directory to disk before answering C-STORE with "
+        "success; turning it off may lose acknowledged instances in a crash.",
+    )
+    case_insensitive_person_names: bool = _key(
+        True,
+        "Match PN attributes such as Patient's Name case-insensitively in C-FIND, which "
+        "PS3.4 C.2.2.2.1 allows.",
+    )
+    remotes: Mapping[str, RemoteAE] = field(
+        default_factory=lambda: MappingProxyType({}),
+        hash=False,
+        metadata={
+            "help": "Peers we connect to (C-MOVE destinations, storage commitment replies), "
+            "one [remotes.<AE title>] table each with host and port.",
+            "check": None,
+            "shown": "none",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _normalise(self, f.name, str(f.type), f.name, f.metadata["check"])
+
+
+_KEYS: Final = tuple(f.name for f in fields(Config))
+_REMOTE_KEYS: Final = ("host", "port")
+_NO_OVERRIDES: Final[Mapping[str, object]] = MappingProxyType({})
+
+
+# --- Loading ------------------------------------------------------------------------
+
+
+def _unknown(key: str, known: tuple[str, ...], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=3)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"{where}unknown key '{key}'{hint}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _remote(title: str, table: object, where: str) -> RemoteAE:
+    key = f"remotes.{title}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}{_wrong_type(key, 'a table with host and port', table)}")
+    for name in table:
+        if name not in _REMOTE_KEYS:
+            raise _unknown(f"{key}.{name}", _REMOTE_KEYS, where)
+    for name in _REMOTE_KEYS:
+        if name not in table:
+            raise ConfigError(f"{where}'{key}' is missing '{name}'")
+    return RemoteAE(title, table["host"], table["port"])
+
+
+def _remotes(value: object, where: str) -> object:
+    if not isinstance(value, dict):
+        return value  # Config reports the wrong type
+    remotes: dict[str, RemoteAE] = {}
+    for title, table in value.items():
+        remote = _remote(title, table, where)  # the title comes back without its padding
+        if remote.ae_title in remotes:
+            raise ConfigError(f"{where}'remotes.{title}' repeats AE title '{remote.ae_title}'")
+        remotes[remote.ae_title] = remote
+    return remotes
+
+
+def _from_file(data: Mapping[str, Any], where: str) -> dict[str, object]:
+    for key in data:
+        if key not in _KEYS:
+            raise _unknown(key, _KEYS, where)
+    values = dict(data)
+    if "remotes" in values:
+        values["remotes"] = _remotes(values["remotes"], where)
+    return values
+
+
+def load_config(path: Path | None, overrides: Mapping[str, object] = _NO_OVERRIDES) -> Config:
+    """Read ``path`` (TOML; None for defaults only), apply ``overrides``, check everything.
+
+    Overrides come from CLI flags and beat the file; a None override is no flag
+    and is ignored.  Any problem raises one :class:`ConfigError` naming the key.
+    """
+    where = f"{path}: " if path is not None else ""
+    try:
+        values = _from_file(_read_toml(path), where) if path is not None else {}
+    except _KeyProblem as exc:  # raised while building a remote
+        raise ConfigError(f"{where}{exc}") from None
+    given = {key: value for key, value in overrides.items() if value is not None}
+    for key in given:
+        if key not in _KEYS:
+            raise _unknown(key, _KEYS, "override: ")
+    try:
+        return Config(**(values | given))  # type: ignore[arg-type]
+    except _KeyProblem as exc:
+        if exc.key.split(".", 1)[0] in given or path is None:
+            raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{where}{exc}") from None
+
+
+# --- Documentation made from the fields ------------------------------------------------
+
+
+def _toml_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _shown_default(f: Field[Any], default: object) -> str:
+    shown: str = f.metadata["shown"]
+    return shown or _toml_literal(default)
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """``(key, TOML type, default, help)`` for every key, in file order (for the README)."""
+    defaults = Config()
+    rows = []
+    for f in fields(Config):
+        key = "remotes.<AE title>" if f.name == "remotes" else f.name
+        shown = _shown_default(f, getattr(defaults, f.name))
+        rows.append((key, _TOML_TYPES[str(f.type)], shown, f.metadata["help"]))
+    return rows
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, width=98, initial_indent="# ", subsequent_indent="# ")
+
+
+def _render_field(f: Field[Any], default: Any) -> list[str]:
+    lines = _comment(f.metadata["help"])
+    if f.name == "transfer_syntax_preference":
+        items = [f'    "{uid}",  # {uids.name_of(uid)}' for uid in default]
+        return [*lines, f"{f.name} = [", *items, "]"]
+    if f.name == "storage_sop_classes":
+        return [
+            *lines,
+            f"# Default: all of {_shown_default(f, default)}. To accept fewer, list them:",
+            f'# {f.name} = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"]  # CT, MR',
+        ]
+    if f.name == "remotes":  # a commented example
+        return [*lines, "# [remotes.STORESCP]", '# host = "192.0.2.10"', "# port = 104"]
+    return [*lines, f"{f.name} = {_toml_literal(default)}"]
+
+
+def _render_default_toml() -> str:
+    defaults = Config()
+    parts = [
+        "# StellarPACS configuration (TOML). Every key is optional and shows its default;",
+        "# command-line flags override this file.",
+    ]
+    for f in fields(Config):
+        parts += ["", *_render_field(f, getattr(defaults, f.name))]
+    return "\n".join(parts) + "\n"
+
+
+DEFAULT_CONFIG_TOML: Final = _render_default_toml()

@@ -1,0 +1,591 @@
+"""DIMSE command sets: the group 0000 codec and one typed message per primitive.
+
+Theory of operation.  A command set (PS3.7 6.3.1) is always Implicit VR
+Little Endian: elements of group 0000, each ``tag (u16 group, u16 element),
+u32 length, value``, headed by Command Group Length (0000,0000).  The VR of
+every element is fixed by the registry (PS3.7 Annex E, Table E.1-1), so a
+tiny table-driven codec suffices and pydicom is not needed.
+
+Each DIMSE message (PS3.7 9.3, 10.3) is one frozen dataclass whose field
+names are the standard's keywords in snake_case; ``_FIELDS`` maps a field
+name to its tag and VR, so encoding and decoding walk the dataclass fields
+instead of being written per class.  Command Field is a class constant;
+Command Data Set Type becomes ``has_dataset``.
+
+Decoding is liberal where it costs nothing (element order, unknown group 0000
+elements, a missing Command Data Set Type means "no data set") and strict
+where the message would be ambiguous (duplicate elements, wrong value
+lengths, a missing mandatory field).  Every malformation raises
+:class:`RemoteProtocolError`; nothing else escapes :func:`decode_command`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from enum import IntEnum
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, TypeAlias
+
+from stellarpacs.errors import AbortReason, LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "COMMAND_CLASSES",
+    "COMMAND_NAMES",
+    "DATASET_PRESENT",
+    "NO_DATASET",
+    "VERIFICATION_SOP_CLASS",
+    "CCancelRQ",
+    "CEchoRQ",
+    "CEchoRSP",
+    "CFindRQ",
+    "CFindRSP",
+    "CGetRQ",
+    "CGetRSP",
+    "CMoveRQ",
+    "CMoveRSP",
+    "CStoreRQ",
+    "CStoreRSP",
+    "Message",
+    "NActionRQ",
+    "NActionRSP",
+    "NCreateRQ",
+    "NCreateRSP",
+    "NDeleteRQ",
+    "NDeleteRSP",
+    "NEventReportRQ",
+    "NEventReportRSP",
+    "NGetRQ",
+    "NGetRSP",
+    "NSetRQ",
+    "NSetRSP",
+    "Priority",
+    "decode_command",
+    "encode_command",
+    "is_request",
+]
+
+VERIFICATION_SOP_CLASS: Final = "1.2.840.10008.1.1"
+"""Verification SOP Class, the default of C-ECHO-RQ (PS3.4 A.4)."""
+NO_DATASET: Final = 0x0101
+"""Command Data Set Type meaning "no data set follows" (PS3.7 E.1)."""
+DATASET_PRESENT: Final = 0x0001
+"""What we send when a data set follows; any value but 0x0101 means that."""
+
+
+class Priority(IntEnum):
+    """Priority (0000,0700) of C-STORE, C-FIND, C-GET and C-MOVE requests (PS3.7 E.1)."""
+
+    MEDIUM = 0x0000
+    HIGH = 0x0001
+    LOW = 0x0002
+
+
+# --- the messages (PS3.7 9.3 and 10.3) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Request:
+    message_id: int
+    has_dataset: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Response:
+    message_id_being_responded_to: int
+    status: int
+    error_comment: str | None = None
+    error_id: int | None = None
+    offending_element: tuple[int, ...] | None = None
+    has_dataset: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _NResponse(_Response):
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CEchoRQ(_Request):
+    """C-ECHO-RQ (PS3.7 9.3.5.1)."""
+
+    command_field: ClassVar[int] = 0x0030
+    affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CEchoRSP(_Response):
+    """C-ECHO-RSP (PS3.7 9.3.5.2)."""
+
+    command_field: ClassVar[int] = 0x8030
+    affected_sop_class_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CStoreRQ(_Request):
+    """C-STORE-RQ (PS3.7 9.3.1.1); the move originator fields are set by C-MOVE SCPs."""
+
+    command_field: ClassVar[int] = 0x0001
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    priority: int = Priority.MEDIUM
+    move_originator_ae_title: str | None = None
+    move_originator_message_id: int | None = None
+    has_dataset: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CStoreRSP(_Response):
+    """C-STORE-RSP (PS3.7 9.3.1.2)."""
+
+    command_field: ClassVar[int] = 0x8001
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CFindRQ(_Request):
+    """C-FIND-RQ (PS3.7 9.3.2.1); the identifier is the data set."""
+
+    command_field: ClassVar[int] = 0x0020
+    affected_sop_class_uid: str
+    priority: int = Priority.MEDIUM
+    has_dataset: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CFindRSP(_Response):
+    """C-FIND-RSP (PS3.7 9.3.2.2); pending responses carry a match as data set."""
+
+    command_field: ClassVar[int] = 0x8020
+    affected_sop_class_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CGetRQ(_Request):
+    """C-GET-RQ (PS3.7 9.3.3.1)."""
+
+    command_field: ClassVar[int] = 0x0010
+    affected_sop_class_uid: str
+    priority: int = Priority.MEDIUM
+    has_dataset: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CGetRSP(_Response):
+    """C-GET-RSP (PS3.7 9.3.3.2) with the sub-operation counts."""
+
+    command_field: ClassVar[int] = 0x8010
+    affected_sop_class_uid: str | None = None
+    number_of_remaining_suboperations: int | None = None
+    number_of_completed_suboperations: int | None = None
+    number_of_failed_suboperations: int | None = None
+    number_of_warning_suboperations: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CMoveRQ(_Request):
+    """C-MOVE-RQ (PS3.7 9.3.4.1)."""
+
+    command_field: ClassVar[int] = 0x0021
+    affected_sop_class_uid: str
+    move_destination: str
+    priority: int = Priority.MEDIUM
+    has_dataset: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CMoveRSP(_Response):
+    """C-MOVE-RSP (PS3.7 9.3.4.2) with the sub-operation counts."""
+
+    command_field: ClassVar[int] = 0x8021
+    affected_sop_class_uid: str | None = None
+    number_of_remaining_suboperations: int | None = None
+    number_of_completed_suboperations: int | None = None
+    number_of_failed_suboperations: int | None = None
+    number_of_warning_suboperations: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CCancelRQ:
+    """C-CANCEL-RQ (PS3.7 9.3.2.3): names the request it cancels, has no Message ID."""
+
+    command_field: ClassVar[int] = 0x0FFF
+    message_id_being_responded_to: int
+    has_dataset: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NEventReportRQ(_Request):
+    """N-EVENT-REPORT-RQ (PS3.7 10.3.1.1); the event information is the data set."""
+
+    command_field: ClassVar[int] = 0x0100
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    event_type_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NEventReportRSP(_NResponse):
+    """N-EVENT-REPORT-RSP (PS3.7 10.3.1.2)."""
+
+    command_field: ClassVar[int] = 0x8100
+    event_type_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NGetRQ(_Request):
+    """N-GET-RQ (PS3.7 10.3.2.1); no attribute list means "all attributes"."""
+
+    command_field: ClassVar[int] = 0x0110
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    attribute_identifier_list: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NGetRSP(_NResponse):
+    """N-GET-RSP (PS3.7 10.3.2.2)."""
+
+    command_field: ClassVar[int] = 0x8110
+    attribute_identifier_list: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NSetRQ(_Request):
+    """N-SET-RQ (PS3.7 10.3.3.1); the modification list is the data set."""
+
+    command_field: ClassVar[int] = 0x0120
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    has_dataset: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NSetRSP(_NResponse):
+    """N-SET-RSP (PS3.7 10.3.3.2)."""
+
+    command_field: ClassVar[int] = 0x8120
+    attribute_identifier_list: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NActionRQ(_Request):
+    """N-ACTION-RQ (PS3.7 10.3.4.1); the action information is the data set."""
+
+    command_field: ClassVar[int] = 0x0130
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    action_type_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NActionRSP(_NResponse):
+    """N-ACTION-RSP (PS3.7 10.3.4.2)."""
+
+    command_field: ClassVar[int] = 0x8130
+    action_type_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NCreateRQ(_Request):
+    """N-CREATE-RQ (PS3.7 10.3.5.1); without an instance UID the SCP assigns one."""
+
+    command_field: ClassVar[int] = 0x0140
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NCreateRSP(_NResponse):
+    """N-CREATE-RSP (PS3.7 10.3.5.2)."""
+
+    command_field: ClassVar[int] = 0x8140
+    attribute_identifier_list: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NDeleteRQ(_Request):
+    """N-DELETE-RQ (PS3.7 10.3.6.1)."""
+
+    command_field: ClassVar[int] = 0x0150
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NDeleteRSP(_NResponse):
+    """N-DELETE-RSP (PS3.7 10.3.6.2)."""
+
+    command_field: ClassVar[int] = 0x8150
+
+
+Message: TypeAlias = (
+    CEchoRQ
+    | CEchoRSP
+    | CStoreRQ
+    | CStoreRSP
+    | CFindRQ
+    | CFindRSP
+    | CGetRQ
+    | CGetRSP
+    | CMoveRQ
+    | CMoveRSP
+    | CCancelRQ
+    | NEventReportRQ
+    | NEventReportRSP
+    | NGetRQ
+    | NGetRSP
+    | NSetRQ
+    | NSetRSP
+    | NActionRQ
+    | NActionRSP
+    | NCreateRQ
+    | NCreateRSP
+    | NDeleteRQ
+    | NDeleteRSP
+)
+
+_NAMED_CLASSES: tuple[tuple[type[Message], str], ...] = (
+    (CStoreRQ, "C-STORE-RQ"),
+    (CStoreRSP, "C-STORE-RSP"),
+    (CGetRQ, "C-GET-RQ"),
+    (CGetRSP, "C-GET-RSP"),
+    (CFindRQ, "C-FIND-RQ"),
+    (CFindRSP, "C-FIND-RSP"),
+    (CMoveRQ, "C-MOVE-RQ"),
+    (CMoveRSP, "C-MOVE-RSP"),
+    (CEchoRQ, "C-ECHO-RQ"),
+    (CEchoRSP, "C-ECHO-RSP"),
+    (NEventReportRQ, "N-EVENT-REPORT-RQ"),
+    (NEventReportRSP, "N-EVENT-REPORT-RSP"),
+    (NGetRQ, "N-GET-RQ"),
+    (NGetRSP, "N-GET-RSP"),
+    (NSetRQ, "N-SET-RQ"),
+    (NSetRSP, "N-SET-RSP"),
+    (NActionRQ, "N-ACTION-RQ"),
+    (NActionRSP, "N-ACTION-RSP"),
+    (NCreateRQ, "N-CREATE-RQ"),
+    (NCreateRSP, "N-CREATE-RSP"),
+    (NDeleteRQ, "N-DELETE-RQ"),
+    (NDeleteRSP, "N-DELETE-RSP"),
+    (CCancelRQ, "C-CANCEL-RQ"),
+)
+
+COMMAND_CLASSES: Final[Mapping[int, type[Message]]] = MappingProxyType(
+    {cls.command_field: cls for cls, _ in _NAMED_CLASSES}
+)
+"""Command Field (0000,0100) value -> message class (PS3.7 E.1)."""
+
+COMMAND_NAMES: Final[Mapping[int, str]] = MappingProxyType(
+    {cls.command_field: name for cls, name in _NAMED_CLASSES}
+)
+"""Command Field value -> the standard's name, e.g. ``0x0001 -> "C-STORE-RQ"``."""
+
+
+def is_request(msg: Message) -> bool:
+    """True for requests (C-CANCEL-RQ included); responses have bit 15 of Command Field set."""
+    return not msg.command_field & 0x8000
+
+
+# --- the element codec (PS3.5 6.2, PS3.7 E.1) ------------------------------------------------
+
+_HEADER = struct.Struct("<HHI")
+_US = struct.Struct("<H")
+_UL = struct.Struct("<I")
+_COMMAND_FIELD: Final = 0x0100
+_DATASET_TYPE: Final = 0x0800
+_GROUP_LENGTH: Final = 0x0000
+
+
+def _bad(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, AbortReason.INVALID_PDU_PARAMETER_VALUE)
+
+
+def _enc_us(value: int) -> bytes:
+    return _US.pack(value)
+
+
+def _dec_us(raw: bytes) -> int:
+    if len(raw) != 2:
+        raise ValueError(f"US value of {len(raw)} bytes, expected 2")
+    return int(_US.unpack(raw)[0])
+
+
+def _text_encoder(pad: bytes) -> Callable[[str], bytes]:
+    def encode(value: str) -> bytes:
+        raw = value.encode("ascii")
+        return raw + pad if len(raw) % 2 else raw
+
+    return encode
+
+
+def _dec_uid(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").rstrip("\x00 ")
+
+
+def _dec_text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").strip("\x00 ")
+
+
+def _enc_at(value: tuple[int, ...]) -> bytes:
+    return b"".join(struct.pack("<HH", tag >> 16, tag & 0xFFFF) for tag in value)
+
+
+def _dec_at(raw: bytes) -> tuple[int, ...]:
+    if len(raw) % 4:
+        raise ValueError(f"AT value of {len(raw)} bytes, not a multiple of 4")
+    return tuple(group << 16 | elem for group, elem in struct.iter_unpack("<HH", raw))
+
+
+_Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
+_CODECS: Final[Mapping[str, _Codec]] = {
+    "US": (_enc_us, _dec_us),
+    "UI": (_text_encoder(b"\x00"), _dec_uid),
+    "AE": (_text_encoder(b" "), _dec_text),
+    "LO": (_text_encoder(b" "), _dec_text),
+    "AT": (_enc_at, _dec_at),
+}
+
+# Field name -> (element number in group 0000, VR), PS3.7 Table E.1-1.
+_FIELDS: Final[Mapping[str, tuple[int, str]]] = {
+    "affected_sop_class_uid": (0x0002, "UI"),
+    "requested_sop_class_uid": (0x0003, "UI"),
+    "message_id": (0x0110, "US"),
+    "message_id_being_responded_to": (0x0120, "US"),
+    "move_destination": (0x0600, "AE"),
+    "priority": (0x0700, "US"),
+    "status": (0x0900, "US"),
+    "offending_element": (0x0901, "AT"),
+    "error_comment": (0x0902, "LO"),
+    "error_id": (0x0903, "US"),
+    "affected_sop_instance_uid": (0x1000, "UI"),
+    "requested_sop_instance_uid": (0x1001, "UI"),
+    "event_type_id": (0x1002, "US"),
+    "attribute_identifier_list": (0x1005, "AT"),
+    "action_type_id": (0x1008, "US"),
+    "number_of_remaining_suboperations": (0x1020, "US"),
+    "number_of_completed_suboperations": (0x1021, "US"),
+    "number_of_failed_suboperations": (0x1022, "US"),
+    "number_of_warning_suboperations": (0x1023, "US"),
+    "move_originator_ae_title": (0x1030, "AE"),
+    "move_originator_message_id": (0x1031, "US"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Per class: its (name, element, codec) rows and the names that must be present."""
+
+    rows: tuple[tuple[str, int, _Codec], ...]
+    required: frozenset[str]
+
+
+def _layout(cls: type[Message]) -> _Layout:
+    rows = []
+    required = set()
+    for f in fields(cls):
+        if f.name == "has_dataset":
+            continue
+        elem, vr = _FIELDS[f.name]
+        rows.append((f.name, elem, _CODECS[vr]))
+        if f.default is MISSING:
+            required.add(f.name)
+    return _Layout(tuple(sorted(rows, key=lambda row: row[1])), frozenset(required))
+
+
+_LAYOUTS: Final[Mapping[type[Message], _Layout]] = {cls: _layout(cls) for cls, _ in _NAMED_CLASSES}
+
+
+def encode_command(msg: Message) -> bytes:
+    """Encode ``msg`` as an Implicit VR Little Endian command set (PS3.7 6.3.1, E.1).
+
+    Fields that are None are omitted.  Raises LocalProtocolError for values
+    that cannot be put on the wire (a US out of range, non-ASCII text).
+    """
+    dataset_type = DATASET_PRESENT if msg.has_dataset else NO_DATASET
+    elements = [
+        (_COMMAND_FIELD, _US.pack(msg.command_field)),
+        (_DATASET_TYPE, _US.pack(dataset_type)),
+    ]
+    for name, elem, (encode, _) in _LAYOUTS[type(msg)].rows:
+        value = getattr(msg, name)
+        if value is None:
+            continue
+        try:
+            elements.append((elem, encode(value)))
+        except (struct.error, UnicodeError, TypeError, AttributeError) as exc:
+            raise LocalProtocolError(f"cannot encode {name}={value!r}: {exc}") from exc
+    elements.sort()
+    body = b"".join(_HEADER.pack(0, elem, len(raw)) + raw for elem, raw in elements)
+    return _HEADER.pack(0, _GROUP_LENGTH, 4) + _UL.pack(len(body)) + body
+
+
+def _split_elements(data: bytes) -> dict[int, bytes]:
+    """Cut a command set into element number -> raw value, checking its framing."""
+    elements: dict[int, bytes] = {}
+    offset, end = 0, len(data)
+    while offset < end:
+        if end - offset < _HEADER.size:
+            raise _bad(f"command set truncated in an element header at offset {offset}")
+        group, elem, length = _HEADER.unpack_from(data, offset)
+        offset += _HEADER.size
+        if group != 0:
+            raise _bad(f"command set holds element ({group:04X},{elem:04X}) outside group 0000")
+        if length > end - offset:
+            raise _bad(f"value of (0000,{elem:04X}) runs past the end of the command set")
+        if elem in elements:
+            raise _bad(f"command set repeats element (0000,{elem:04X})")
+        elements[elem] = data[offset : offset + length]
+        offset += length
+        if elem == _GROUP_LENGTH:
+            _check_group_length(elements[elem], end - offset)
+    return elements
+
+
+def _check_group_length(raw: bytes, remaining: int) -> None:
+    if len(raw) != 4 or _UL.unpack(raw)[0] != remaining:
+        raise _bad(f"Command Group Length does not match the {remaining} bytes that follow it")
+
+
+def _message_class(elements: Mapping[int, bytes]) -> type[Message]:
+    raw = elements.get(_COMMAND_FIELD)
+    if raw is None or len(raw) != 2:
+        raise _bad("command set has no valid Command Field (0000,0100)")
+    field = _dec_us(raw)
+    cls = COMMAND_CLASSES.get(field)
+    if cls is None:
+        raise _bad(f"unknown Command Field 0x{field:04X}")
+    return cls
+
+
+def decode_command(data: bytes) -> Message:
+    """Decode a whole command set into its typed message (PS3.7 6.3.1, E.1).
+
+    Raises RemoteProtocolError (INVALID_PDU_PARAMETER_VALUE) for anything
+    malformed; group 0000 elements the message does not use are ignored.
+    """
+    elements = _split_elements(data)
+    cls = _message_class(elements)
+    name = COMMAND_NAMES[cls.command_field]
+    layout = _LAYOUTS[cls]
+    kwargs: dict[str, Any] = {}
+    for field_name, elem, (_, decode) in layout.rows:
+        raw = elements.get(elem)
+        if not raw:
+            continue
+        try:
+            kwargs[field_name] = decode(raw)
+        except ValueError as exc:
+            raise _bad(f"{name}: bad (0000,{elem:04X}): {exc}") from exc
+    missing = layout.required - kwargs.keys()
+    if missing:
+        raise _bad(f"{name} lacks {', '.join(sorted(missing))}")
+    dataset_type = elements.get(_DATASET_TYPE)
+    try:
+        has_dataset = bool(dataset_type) and _dec_us(dataset_type or b"") != NO_DATASET
+    except ValueError as exc:
+        raise _bad(f"{name}: bad Command Data Set Type: {exc}") from exc
+    return cls(**kwargs, has_dataset=has_dataset)
