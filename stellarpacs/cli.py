@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -30,6 +31,9 @@ __all__ = ["main"]
 log = logging.getLogger("stellarpacs")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Modules that add subcommands: each has ``register(subparsers) -> None``.
+_COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
@@ -170,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_peer_flags(echo)
     echo.add_argument("--repeat", type=int, default=1, help="C-ECHOs on the association")
     echo.set_defaults(func=cmd_echo)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 

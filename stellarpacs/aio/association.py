@@ -69,6 +69,9 @@ class DatasetSink(Protocol):
     def write(self, data: bytes) -> None:
         """Take one fragment; called on the event loop, so it must not block long."""
 
+    def abandon(self) -> None:
+        """The association ended before the last fragment: drop what was written."""
+
 
 SinkFactory = Callable[["Association", PresentationContext, Message], DatasetSink | None]
 
@@ -90,6 +93,9 @@ class _MemorySink:
                 AbortReason.NOT_SPECIFIED,
             )
         self.parts.append(data)
+
+    def abandon(self) -> None:
+        self.parts.clear()
 
 
 @dataclass(slots=True)
@@ -267,7 +273,13 @@ class Association:
             self._released.set_result(None)
         self._push(_End(None))
 
+    def _abandon_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.sink is not None:
+            pending.sink.abandon()
+
     def _on_aborted(self, event: Aborted) -> None:
+        self._abandon_pending()
         who = "peer" if event.by_peer_user else "provider"
         if event.source is None:
             detail = "connection closed without release"
@@ -283,7 +295,7 @@ class Association:
     def _protocol_abort(self, error: RemoteProtocolError) -> None:
         log.warning("A-ABORT to %s:%s: %s", *self.peer, error)
         self.end_reason = f"aborted: {error}"
-        self._pending = None
+        self._abandon_pending()
         # A DIMSE-level fault is found by the service user (this AE), not the
         # upper layer provider: PS3.8 9.3.8 gives such an abort source 0.
         self.connection.abort()
@@ -390,6 +402,7 @@ class Association:
     def abort(self) -> None:
         """A-ABORT (service-user source); the association ends at once."""
         self.end_reason = self.end_reason or "aborted by local user"
+        self._abandon_pending()
         self.connection.abort()
         self._pump()
         if not self._released.done():

@@ -38,10 +38,13 @@ __all__ = ["Server"]
 log = logging.getLogger("stellarpacs.server")
 
 
-def _describe_contexts(contexts: Mapping[int, PresentationContext]) -> str:
-    return ", ".join(
+def _describe_contexts(contexts: Mapping[int, PresentationContext], shown: int = 4) -> str:
+    """A short list for the log: the first few contexts and how many more."""
+    names = [
         f"{name_of(c.abstract_syntax)}/{name_of(c.transfer_syntax)}" for c in contexts.values()
-    )
+    ]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _policy(config: Config, services: Iterable[Service]) -> AcceptorPolicy:
