@@ -357,8 +357,8 @@ class Config:
         uids.STORAGE_TRANSFER_SYNTAXES,
         "Transfer syntaxes we accept, most preferred first: for each presentation context "
         "(PS3.8 7.1.1.13) we accept the first of this list that the peer proposes. The "
-        "default puts uncompressed first, then lossless, then lossy encodings, so a peer "
-        "that proposes only compressed syntaxes keeps its compression.",
+        "default puts lossless compression first (a peer that offers it keeps it), then "
+        "uncompressed, then lossy encodings, so no peer is pushed into a lossy one.",
         _check_transfer_syntaxes,
         shown=f"uids.STORAGE_TRANSFER_SYNTAXES ({len(uids.STORAGE_TRANSFER_SYNTAXES)} UIDs)",
     )

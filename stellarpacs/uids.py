@@ -277,17 +277,24 @@ TABLE4_TRANSFER_SYNTAXES: Final = (
 )
 
 # Accepted for C-STORE by default, in the default order of preference: the
-# acceptor picks the first of these that the proposer offers.  Uncompressed
-# first (Explicit before Implicit: it keeps the VRs of private elements), then
-# every lossless encapsulated syntax, then the lossy ones, so that the peer is
-# never pushed into a lossy re-encoding while it offers a lossless choice.  A
-# proposal made only of compressed syntaxes gets its compressed syntax.  JPIP
-# is left out: its pixel data lives on a server we cannot vouch for.
+# acceptor picks the first of these that the proposer offers.  Lossless
+# encapsulated syntaxes first: a modality that offers its images compressed
+# without loss keeps them so (no decompression on a device that may not be able
+# to, e.g. dcmtk's storescu cannot decode RLE), and the archive stores fewer
+# bytes.  Then uncompressed (Explicit before Implicit: it keeps the VRs of
+# private elements), then the lossy ones, so that the peer is never pushed into
+# a lossy re-encoding while it offers anything else.  JPIP is left out: its
+# pixel data lives on a server we cannot vouch for.
 STORAGE_TRANSFER_SYNTAXES: Final = (
+    *(
+        ts.uid
+        for ts in _LOSSLESS_TS
+        if ts.uid != ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN
+    ),
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    *(ts.uid for ts in _LOSSLESS_TS),
+    ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
     *(ts.uid for ts in _LOSSY_TS),
     *(ts.uid for ts in _VIDEO_TS),
     EXPLICIT_VR_BIG_ENDIAN,  # retired (PS3.5 A.3); last resort for old modalities

@@ -299,7 +299,10 @@ def test_storage_transfer_syntaxes_extend_table4() -> None:
 
 def test_storage_preference_never_puts_lossy_before_lossless() -> None:
     order = uids.STORAGE_TRANSFER_SYNTAXES
-    assert order[:2] == (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
+    assert order[0] == uids.JPEG_LOSSLESS_SV1  # a lossless offer is kept as offered
+    explicit = order.index(uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assert order[explicit + 1] == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    assert all(uids.TRANSFER_SYNTAXES[uid].compressed for uid in order[:explicit])
     lossy = [i for i, uid in enumerate(order) if uid in LOSSY or uid.startswith(VIDEO_PREFIX)]
     lossless = [i for i, uid in enumerate(order) if i not in lossy]
     last_lossless = max(i for i in lossless if order[i] != uids.EXPLICIT_VR_BIG_ENDIAN)

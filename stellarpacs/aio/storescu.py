@@ -144,11 +144,15 @@ def propose_contexts(items: Sequence[StoreItem]) -> list[ProposedContext]:
     return contexts
 
 
-def _pick_context(association: Association, item: StoreItem) -> PresentationContext | None:
+def _pick_context(
+    association: Association, item: StoreItem, scp_role_only: bool = False
+) -> PresentationContext | None:
     exact = None
     fallback = None
     for context in association.contexts.values():
         if context.abstract_syntax != item.sop_class_uid:
+            continue
+        if scp_role_only and not context.scp_role:
             continue
         if context.transfer_syntax == item.transfer_syntax_uid:
             exact = context
@@ -193,9 +197,14 @@ async def send_item(
     *,
     dimse_timeout: float = 60.0,
     move_originator: tuple[str, int] | None = None,
+    scp_role_only: bool = False,
 ) -> StoreResult:
-    """C-STORE one file; the stored bytes when the syntax fits, else a transcoded copy."""
-    context = _pick_context(association, item)
+    """C-STORE one file; the stored bytes when the syntax fits, else a transcoded copy.
+
+    ``scp_role_only`` restricts the choice to contexts on which the peer took
+    the SCP role by role selection: C-GET sub-operations (PS3.4 C.4.3.3).
+    """
+    context = _pick_context(association, item, scp_role_only)
     if context is None:
         return StoreResult(item, None, "no accepted presentation context for its SOP class")
     request = CStoreRQ(

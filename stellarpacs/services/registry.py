@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stellarpacs.config import Config
 from stellarpacs.services.base import Service
+from stellarpacs.services.retrieve import GetService, MoveService
 from stellarpacs.services.storage import StorageService
 from stellarpacs.services.verification import VerificationService
 from stellarpacs.storage.archive import Archive
@@ -34,7 +35,13 @@ async def open_archive(config: Config) -> Archive:
 
 
 async def default_services(config: Config, archive: Archive | None = None) -> ServiceSet:
-    """Verification and Storage over ``archive`` (opened from the configuration if None)."""
+    """Verification, Storage and Retrieve over ``archive`` (opened from the config if None)."""
     if archive is None:
         archive = await open_archive(config)
-    return ServiceSet([VerificationService(), StorageService(archive, config)], archive)
+    services: list[Service] = [
+        VerificationService(),
+        StorageService(archive, config),
+        MoveService(archive, config),
+        GetService(archive, config),
+    ]
+    return ServiceSet(services, archive)

@@ -1,0 +1,106 @@
+"""Which stored instances a C-MOVE or C-GET identifier names (PS3.4 C.4.2.2.1, C.4.3.2.1).
+
+A retrieve identifier holds the Query/Retrieve Level and the unique keys of
+that level and the levels above it (hierarchical retrieve, C.4.2.2.1): a
+single value above the level, a single value or a list of UIDs at it.  Other
+attributes are ignored.  The instances are found with one parameterised SQL
+query over the index, in study, series and instance order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from stellarpacs.dimse.status import Status
+from stellarpacs.errors import DIMSEError
+from stellarpacs.storage.index import _SELECT_RECORD, Index, InstanceRecord
+from stellarpacs.uids import (
+    PATIENT_ROOT_QR_GET,
+    PATIENT_ROOT_QR_MOVE,
+    PATIENT_STUDY_ONLY_QR_GET,
+    PATIENT_STUDY_ONLY_QR_MOVE,
+    STUDY_ROOT_QR_GET,
+    STUDY_ROOT_QR_MOVE,
+)
+
+__all__ = ["LEVELS", "RetrieveKeys", "instances_for", "retrieve_keys"]
+
+_PATIENT_ROOT = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+_STUDY_ROOT = ("STUDY", "SERIES", "IMAGE")
+_PATIENT_STUDY_ONLY = ("PATIENT", "STUDY")
+
+#: The levels of each retrieve information model (PS3.4 C.6).
+LEVELS: dict[str, tuple[str, ...]] = {
+    PATIENT_ROOT_QR_MOVE: _PATIENT_ROOT,
+    PATIENT_ROOT_QR_GET: _PATIENT_ROOT,
+    STUDY_ROOT_QR_MOVE: _STUDY_ROOT,
+    STUDY_ROOT_QR_GET: _STUDY_ROOT,
+    PATIENT_STUDY_ONLY_QR_MOVE: _PATIENT_STUDY_ONLY,
+    PATIENT_STUDY_ONLY_QR_GET: _PATIENT_STUDY_ONLY,
+}
+
+#: The unique key of each level and the index column it matches.
+_UNIQUE = {
+    "PATIENT": ("PatientID", "p.patient_id"),
+    "STUDY": ("StudyInstanceUID", "st.study_uid"),
+    "SERIES": ("SeriesInstanceUID", "se.series_uid"),
+    "IMAGE": ("SOPInstanceUID", "i.sop_instance_uid"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveKeys:
+    """The unique keys of a retrieve: (column, values) per level down to the retrieve level."""
+
+    level: str
+    conditions: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _values(ds: Dataset, keyword: str) -> tuple[str, ...]:
+    element = ds.get(keyword)
+    if element is None or element == "" or element is None:
+        return ()
+    raw = element if isinstance(element, str) else "\\".join(str(v) for v in element)
+    return tuple(v.strip() for v in str(raw).split("\\") if v.strip())
+
+
+def retrieve_keys(ds: Dataset, model: str) -> RetrieveKeys:
+    """Check the identifier against ``model`` and extract its unique keys.
+
+    A missing or unknown Query/Retrieve Level fails with A900 (identifier
+    does not match SOP class); a missing unique key, or a list above the
+    retrieve level, with C000 (unable to process).
+    """
+    levels = LEVELS[model]
+    level = str(ds.get("QueryRetrieveLevel", "")).strip().upper()
+    if level not in levels:
+        raise DIMSEError(
+            Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+            f"Query/Retrieve Level {level or '(missing)'} is not one of {', '.join(levels)}",
+        )
+    conditions = []
+    for current in levels[: levels.index(level) + 1]:
+        keyword, column = _UNIQUE[current]
+        values = _values(ds, keyword)
+        if current == "PATIENT" and current != level and not values:
+            continue  # Patient ID above the level narrows, but a UID below identifies
+        if not values:
+            raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} is required at level {level}")
+        if current != level and len(values) > 1:
+            raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} must be single-valued")
+        conditions.append((column, values))
+    return RetrieveKeys(level, tuple(conditions))
+
+
+async def instances_for(index: Index, keys: RetrieveKeys) -> list[InstanceRecord]:
+    """The stored instances the keys name, parents first."""
+    clauses = []
+    params: list[str] = []
+    for column, values in keys.conditions:
+        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    sql = f"{_SELECT_RECORD} WHERE {' AND '.join(clauses)} ORDER BY st.pk, se.pk, i.pk"
+    async with index.db.execute(sql, params) as cursor:
+        return [InstanceRecord(*row) async for row in cursor]
