@@ -12,7 +12,13 @@ The interface follows h11 and aioquic:
 - ``data_to_send()`` returns the bytes to write; ``wants_close`` says the
   transport should be closed once they are written.
 - ``next_deadline()`` is when ARTIM fires, or None; ``handle_timeout(now)``
-  is called when that time has come.
+  is called when that time has come.  The primitives that may start ARTIM
+  (:meth:`reject`, :meth:`release_response`, :meth:`abort`) take an optional
+  ``now``; without it the last time passed in is used.
+
+A local primitive is all or nothing: its PDU is encoded before the state
+changes, so a :class:`LocalProtocolError` (wrong state, unencodable PDU)
+leaves the connection as it was.
 
 A malformed PDU is turned into Evt19 here, the one place where the peer's
 :class:`RemoteProtocolError` becomes an A-ABORT (PS3.8 9.2, AA-8).
@@ -23,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from stellarpacs.errors import RemoteProtocolError
+from stellarpacs.errors import LocalProtocolError, RemoteProtocolError
 from stellarpacs.ul import fsm
 from stellarpacs.ul.codec import PDUReader, encode_pdu
 from stellarpacs.ul.fsm import Event as FsmEvent
@@ -181,14 +187,17 @@ class Connection:
     # --- driving the machine ---------------------------------------------------
 
     def _handle(self, inp: Input) -> None:
-        self.state, effects = fsm.step(self.state, inp, self.requestor)
+        """Compute, then commit: nothing changes if the step or an encoding fails."""
+        state, effects = fsm.step(self.state, inp, self.requestor)
+        wire = [encode_pdu(e.pdu) for e in effects if isinstance(e, fsm.SendPDU)]
+        self.state = state
+        self._out.extend(wire)
         for effect in effects:
             self._apply(effect)
 
     def _apply(self, effect: fsm.Effect) -> None:
-        if isinstance(effect, fsm.SendPDU):
-            self._out.append(encode_pdu(effect.pdu))
-        elif isinstance(effect, fsm.Indicate):
+        """Carry out one effect other than SendPDU (already queued by :meth:`_handle`)."""
+        if isinstance(effect, fsm.Indicate):
             self._events.append(_indication(effect))
         elif isinstance(effect, fsm.StartARTIM):
             self._deadline = self._now + self.artim_timeout
@@ -196,26 +205,42 @@ class Connection:
             self._deadline = None
         elif isinstance(effect, fsm.CloseTransport):
             self.wants_close = True
-        else:
+        elif isinstance(effect, fsm.OpenTransport):
             self.wants_open = True
 
     # --- transport side ----------------------------------------------------------
 
+    def _check_role(self, requestor: bool, what: str) -> None:
+        if self.requestor is not requestor:
+            side = "association-requestor" if requestor else "association-acceptor"
+            raise LocalProtocolError(f"{what} is for the {side} only")
+
+    def _set_now(self, now: float | None) -> None:
+        if now is not None:
+            self._now = now
+
     def connection_made(self, now: float) -> None:
         """Transport connection indication, acceptor side (Evt5)."""
+        self._check_role(False, "connection_made")
         self._now = now
         self._handle(Input(FsmEvent.EVT5))
 
     def transport_connected(self, now: float, request: AAssociateRQ) -> None:
         """Transport connection confirm, requestor side (Evt2): send the RQ."""
+        self._check_role(True, "transport_connected")
         self._now = now
         self._handle(Input(FsmEvent.EVT2, request))
 
     def receive_data(self, data: bytes, now: float) -> None:
-        """Feed bytes from the transport; ``b""`` means it was closed (Evt17)."""
+        """Feed bytes from the transport; ``b""`` means it was closed (Evt17).
+
+        In Sta1 the transport is already gone (we closed it ourselves, or the
+        association ended), so a late close indication is ignored.
+        """
         self._now = now
         if not data:
-            self._handle(Input(FsmEvent.EVT17))
+            if self.state is not State.STA1:
+                self._handle(Input(FsmEvent.EVT17))
             return
         if self._discard_input or self.state in (State.STA1, State.STA4):
             return  # no transport yet, or a stream that lost its framing
@@ -255,6 +280,7 @@ class Connection:
 
     def request(self, now: float) -> None:
         """A-ASSOCIATE request (Evt1): the adapter must then open the transport."""
+        self._check_role(True, "request")
         self._now = now
         self._handle(Input(FsmEvent.EVT1))
 
@@ -262,8 +288,9 @@ class Connection:
         """A-ASSOCIATE response, accept (Evt7)."""
         self._handle(Input(FsmEvent.EVT7, ac))
 
-    def reject(self, rj: AAssociateRJ) -> None:
+    def reject(self, rj: AAssociateRJ, now: float | None = None) -> None:
         """A-ASSOCIATE response, reject (Evt8); ARTIM then waits for the peer to close."""
+        self._set_now(now)
         self._handle(Input(FsmEvent.EVT8, rj))
 
     def send_data(self, pdu: PDataTF) -> None:
@@ -274,15 +301,23 @@ class Connection:
         """A-RELEASE request (Evt11)."""
         self._handle(Input(FsmEvent.EVT11))
 
-    def release_response(self) -> None:
-        """A-RELEASE response (Evt14)."""
+    def release_response(self, now: float | None = None) -> None:
+        """A-RELEASE response (Evt14); AR-4 then starts ARTIM while the peer closes."""
+        self._set_now(now)
         self._handle(Input(FsmEvent.EVT14))
 
-    def abort(self, reason: int = 0) -> None:
-        """A-ABORT request (Evt15), service-user source; a no-op once nothing is left."""
+    def abort(self, reason: int = 0, now: float | None = None) -> None:
+        """A-ABORT request (Evt15), service-user source (PS3.8 9.3.8, AA-1).
+
+        Table 9-10 has no Evt15 cell for Sta1, Sta2 and Sta13.  In Sta2 there is
+        no association to abort yet: the transport is to be closed and what
+        still arrives is ignored.  In Sta1 and Sta13 nothing is left to do.
+        """
+        self._set_now(now)
         if self.state in (State.STA1, State.STA2, State.STA13):
-            if self.state is State.STA2:
+            if self.state is State.STA2:  # no association yet: just drop the connection
                 self.wants_close = True
+                self._discard_input = True
             return
         self._handle(Input(FsmEvent.EVT15, AAbort(source=0, reason=reason)))
 

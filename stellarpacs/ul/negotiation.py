@@ -8,15 +8,24 @@ end up with the same table of :class:`PresentationContext` objects.
 
 What this module decides (and the conformance statement repeats):
 
-- Application context other than the DICOM one: RJ 1/1/2.
-- Called AE title not ours (unless any is accepted): RJ 1/1/7.
-- Too many associations at once: RJ 2/3/2 (transient, local limit exceeded).
+- The association is refused on the first of these that applies, in this
+  order (the protocol version was already checked by the state machine,
+  AE-6, RJ 1/2/2):
+
+  1. Application context other than the DICOM one: RJ 1/1/2.
+  2. Called AE title not ours (unless any is accepted): RJ 1/1/7.
+  3. Too many associations at once: RJ 2/3/2 (transient, local limit exceeded).
+
+- A presentation context ID proposed twice is answered once, for its first
+  proposal; both sides read it that way.
 - Each presentation context is accepted if its abstract syntax is served and
   one of its transfer syntaxes is acceptable, choosing by our preference
   order; otherwise result 3 (abstract syntax) or 4 (transfer syntaxes).
   Contexts for several abstract syntaxes on one association are accepted.
 - Asynchronous operations are never granted beyond one at a time.
-- SCP/SCU role selection is answered per abstract syntax (PS3.7 D.3.3.4).
+- SCP/SCU role selection is answered once per SOP class the requestor
+  proposed it for, granting a proposed role only where the policy allows it;
+  a role that was not proposed is never granted (PS3.7 D.3.3.4).
 """
 
 from __future__ import annotations
@@ -127,12 +136,24 @@ def _choose(proposed: PresentationContextRQ, policy: AcceptorPolicy) -> Presenta
     )
 
 
+def _first_per_class(items: tuple[RoleSelection, ...]) -> dict[str, RoleSelection]:
+    first: dict[str, RoleSelection] = {}
+    for item in items:
+        first.setdefault(item.sop_class_uid, item)
+    return first
+
+
 def _answer_roles(
     proposals: tuple[RoleSelection, ...], policy: AcceptorPolicy
 ) -> tuple[RoleSelection, ...]:
-    """Role selection items for the AC: only for syntaxes the requestor asked about."""
+    """Role selection items for the AC: one per SOP class the requestor asked about.
+
+    PS3.7 D.3.3.4 allows one item per SOP class; should a requestor send
+    more, the first is the one answered (and the one :func:`contexts_from_ac`
+    reads).
+    """
     answers = []
-    for item in proposals:
+    for item in _first_per_class(proposals).values():
         allowed = policy.roles.get(item.sop_class_uid, Role())
         answers.append(
             RoleSelection(
@@ -201,22 +222,41 @@ def contexts_from_ac(rq: AAssociateRQ, ac: AAssociateAC) -> dict[int, Presentati
     """The accepted presentation contexts, keyed by ID, with the negotiated roles.
 
     Used by both sides, so that requestor and acceptor read one AC the same
-    way.  Without a role selection answer for a syntax, the requestor is SCU
-    only (PS3.7 D.3.3.4).
+    way.  A context ID proposed twice means its first proposal, as in
+    :func:`negotiate`.  A context accepted with a transfer syntax the
+    requestor did not offer is not usable and is left out.  Roles follow
+    PS3.7 D.3.3.4: without a role selection answer the requestor is SCU
+    only; an answer counts only for a SOP class the requestor proposed role
+    selection for, and grants only the roles it proposed.
     """
-    proposed = {pc.context_id: pc for pc in rq.presentation_contexts}
-    roles = {r.sop_class_uid: r for r in ac.user_information.role_selections}
+    proposed: dict[int, PresentationContextRQ] = {}
+    for item in rq.presentation_contexts:
+        proposed.setdefault(item.context_id, item)
+    asked = _first_per_class(rq.user_information.role_selections)
+    answered = _first_per_class(ac.user_information.role_selections)
     contexts: dict[int, PresentationContext] = {}
     for answer in ac.presentation_contexts:
         pc = proposed.get(answer.context_id)
-        if answer.result != ContextResult.ACCEPTANCE or pc is None:
+        if (
+            pc is None
+            or answer.result != ContextResult.ACCEPTANCE
+            or answer.transfer_syntax not in pc.transfer_syntaxes
+            or answer.context_id in contexts
+        ):
             continue
-        role = roles.get(pc.abstract_syntax)
+        scu, scp = _roles(asked.get(pc.abstract_syntax), answered.get(pc.abstract_syntax))
         contexts[answer.context_id] = PresentationContext(
             context_id=answer.context_id,
             abstract_syntax=pc.abstract_syntax,
             transfer_syntax=answer.transfer_syntax,
-            scu_role=role.scu_role if role else True,
-            scp_role=role.scp_role if role else False,
+            scu_role=scu,
+            scp_role=scp,
         )
     return contexts
+
+
+def _roles(asked: RoleSelection | None, answer: RoleSelection | None) -> tuple[bool, bool]:
+    """The requestor's (SCU, SCP) roles for one SOP class (PS3.7 D.3.3.4)."""
+    if asked is None or answer is None:
+        return True, False
+    return asked.scu_role and answer.scu_role, asked.scp_role and answer.scp_role
