@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellarpacs.config import Config, load_config
 from stellarpacs.errors import (
@@ -26,6 +28,9 @@ from stellarpacs.errors import (
     StellarPACSError,
 )
 
+if TYPE_CHECKING:
+    from stellarpacs.aio.server import Server
+
 __all__ = ["main"]
 
 log = logging.getLogger("stellarpacs")
@@ -33,7 +38,13 @@ log = logging.getLogger("stellarpacs")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 #: Modules that add subcommands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "stellarpacs.storage.cli",
+    "stellarpacs.store_cli",
+    "stellarpacs.query_cli",
+    "stellarpacs.retrieve_cli",
+    "stellarpacs.nservices_cli",
+)
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
@@ -86,31 +97,57 @@ def _config_from(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
+def _os_reason(error: OSError) -> str:
+    """The short reason of an OSError, without asyncio's restating of the address."""
+    if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
+
+
 async def _serve(config: Config) -> int:
     from stellarpacs.aio.server import Server
     from stellarpacs.services.registry import default_services
+    from stellarpacs.storage.archive import Archive
 
-    services = await default_services(config)
+    # The port is bound before the storage is touched, so a port in use is
+    # reported alone and leaves no storage folder behind.
+    archive = Archive(config.storage, fsync=config.fsync)
+    services = await default_services(config, archive)
     server = Server(config, services.services)
     try:
-        await server.start()
-    except OSError as error:
+        await _bind(server, config)
+        try:
+            await archive.open()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot open storage {config.storage}: {_os_reason(error)}"
+            ) from None
+        await _serve_until_signal(server)
+    finally:
+        await server.close()
         await services.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def _bind(server: Server, config: Config) -> None:
+    try:
+        await server.bind()
+    except OSError as error:
         raise ConfigError(
-            f"cannot listen on {config.host}:{config.port}: {error.strerror}"
+            f"cannot listen on {config.host}:{config.port}: {_os_reason(error)}"
         ) from None
+
+
+async def _serve_until_signal(server: Server) -> None:
+    """Accept associations until SIGINT or SIGTERM, then let the open ones finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    serving = asyncio.create_task(server.serve_forever())
+    await server.start()
     await stop.wait()
     log.info("stopping: finishing open associations")
-    serving.cancel()
-    await server.close()
-    await services.close()
-    log.info("stopped")
-    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -188,7 +225,7 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "timed out"
     if isinstance(error, OSError):
-        return f"cannot connect: {error.strerror or error}"
+        return f"cannot connect: {_os_reason(error)}"
     return str(error)
 
 

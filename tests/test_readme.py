@@ -24,7 +24,9 @@ def _subcommands() -> set[str]:
     return {name for action in actions for name in action.choices}
 
 
-@pytest.mark.parametrize("command", ["serve", "echo", "storage"])
+@pytest.mark.parametrize(
+    "command", ["serve", "echo", "store", "find", "move", "get", "commit", "mpps", "storage"]
+)
 def test_documented_commands_exist(command: str) -> None:
     assert f"python -m stellarpacs {command}" in README or f"[{command}]" in README
     assert command in _subcommands()

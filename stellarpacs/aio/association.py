@@ -285,6 +285,9 @@ class Association:
             detail = "connection closed without release"
         else:
             detail = f"A-ABORT source {event.source} reason {event.reason} ({who})"
+        if self.connection.last_error is not None:
+            # The peer broke PS3.8 and we sent this A-ABORT (AA-8): say what it broke.
+            detail = f"{detail}: {self.connection.last_error}"
         self.end_reason = self.end_reason or f"aborted: {detail}"
         error = AssociationAborted(detail, event.source, event.reason)
         if not self._released.done():

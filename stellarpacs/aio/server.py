@@ -23,7 +23,7 @@ from stellarpacs.dimse.commands import Message
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.services.base import Service
 from stellarpacs.services.verification import VerificationService
-from stellarpacs.uids import name_of
+from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationRequested,
@@ -59,6 +59,7 @@ def _policy(config: Config, services: Iterable[Service]) -> AcceptorPolicy:
         accept_any_called_ae=config.accept_any_called_ae,
         max_pdu_length=config.max_pdu_length,
         roles=MappingProxyType(roles),
+        scp_role_preference=(EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN),
     )
 
 
@@ -75,17 +76,42 @@ class _Session:
         self.protocol = ULProtocol(
             self.connection, self.on_event, idle_timeout=server.config.idle_timeout
         )
+        self.protocol.on_lost = self.on_lost
         self.association: Association | None = None
+        self.rejected = False
+        server._sessions.add(self)
+        self.protocol.closed.add_done_callback(lambda _: server._sessions.discard(self))
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, AssociationRequested):
             self.server._on_request(self, event)
         elif isinstance(event, Aborted):
-            error = self.connection.last_error
-            why = f": {error}" if error else ""
-            peer = self.protocol.peer
-            log.warning("connection from %s:%s ended before association%s", *peer, why)
-            self.protocol.close()
+            self.protocol.close()  # on_lost says why
+
+    def on_lost(self) -> None:
+        """The transport closed before any association: log why, once (PS3.8 9.2.2, 9.1.5).
+
+        Accepted sessions hand ``on_lost`` to their association, and a
+        rejection was logged when it was sent, so only the silent and the
+        broken connections reach the log here.
+        """
+        if self.association is not None or self.rejected:
+            return
+        peer = self.protocol.peer
+        error = self.connection.last_error
+        if error is not None:
+            log.warning(
+                "connection from %s:%s ended before association: %s (A-ABORT sent)", *peer, error
+            )
+        elif self.protocol.artim_expired:
+            log.warning(
+                "connection from %s:%s ended before association: no A-ASSOCIATE-RQ within "
+                "%g s (ARTIM)",
+                *peer, self.connection.artim_timeout,
+            )  # fmt: skip
+        else:
+            # INFO only: port probes and load balancer health checks do this all day.
+            log.info("connection from %s:%s closed by the peer before association", *peer)
 
 
 class Server:
@@ -106,12 +132,18 @@ class Server:
         self.policy = _policy(config, self.services)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: set[_Session] = set()
         self.associations: set[Association] = set()
 
     # --- lifecycle ----------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind and listen; raises OSError when the address is in use."""
+    async def bind(self) -> None:
+        """Bind the listening socket without accepting yet; raises OSError when in use.
+
+        Lets a caller learn that the port is taken before it opens anything else.
+        """
+        if self._server is not None:
+            return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Session(self).protocol,
@@ -119,7 +151,14 @@ class Server:
             self.config.port,
             reuse_address=True,
             backlog=128,
+            start_serving=False,
         )
+
+    async def start(self) -> None:
+        """Bind (unless :meth:`bind` did) and accept connections."""
+        await self.bind()
+        assert self._server is not None
+        await self._server.start_serving()
         log.info(
             "%s listening on %s:%s (max %d associations, max PDU %d)",
             self.config.ae_title,
@@ -137,24 +176,46 @@ class Server:
 
     async def serve_forever(self) -> None:
         """Serve until cancelled or closed."""
-        if self._server is None:
+        if self._server is None or not self._server.is_serving():
             await self.start()
         assert self._server is not None
         await self._server.serve_forever()
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Stop listening, let open associations finish for ``timeout`` s, then abort them."""
+        """Stop listening, let open associations finish for ``timeout`` s, then abort them.
+
+        Connections without an association are closed at once.  Aborted ones
+        are not granted ARTIM's wait for the peer to close (PS3.8 Sta13): the
+        A-ABORT is flushed and the transport closed, so ``close`` returns
+        about ``timeout`` + 3 s at the latest, whatever the peers do.
+        """
         if self._server is not None:
             self._server.close()
+        for session in list(self._sessions):
+            if session.association is None:
+                session.protocol.close()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for association in list(self.associations):
-                association.abort()
-            if pending:
-                await asyncio.wait(pending, timeout=2.0)
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for session in list(self._sessions):
+            if session.association is not None:
+                session.association.abort()
+            session.protocol.close()
+        await self._settle(grace=2.0)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    async def _settle(self, grace: float) -> None:
+        """Wait ``grace`` s for the association tasks; then drop connections and cancel."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        for session in list(self._sessions):
+            session.protocol.reset()  # a peer that does not read keeps close() from flushing
+        if self._tasks:
+            pending = set(self._tasks)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -176,6 +237,7 @@ class Server:
         answer, contexts = negotiate(rq, self.policy, at_capacity=at_capacity)
         peer = session.protocol.peer
         if isinstance(answer, AAssociateRJ):
+            session.rejected = True
             session.connection.reject(answer)
             log.warning(
                 "association rejected: %s -> %s from %s:%s, result %d source %d reason %d",

@@ -45,6 +45,8 @@ class ULProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self.peer: tuple[str, int] = ("", 0)
         self.idle_expired = False
+        #: True once ARTIM expired (Evt18): the peer was too slow to associate or to close.
+        self.artim_expired = False
         #: Called instead of a bare A-ABORT when the idle limit passes.
         self.on_idle: Callable[[], None] | None = None
         #: Called once the transport is gone, after the core saw Evt17.
@@ -125,9 +127,14 @@ class ULProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def close(self) -> None:
-        """Close the transport now (after an abort, or when the association ended)."""
+        """Close the transport once written bytes are flushed (after an abort, or a release)."""
         if self._transport is not None:
             self._transport.close()
+
+    def reset(self) -> None:
+        """Drop the connection now, discarding unsent bytes (a peer that stopped reading)."""
+        if self._transport is not None:
+            self._transport.abort()
 
     # --- the one timer ---------------------------------------------------------------
 
@@ -171,5 +178,8 @@ class ULProtocol(asyncio.Protocol):
             else:
                 conn.abort()
         else:
+            deadline = conn.next_deadline()
+            if deadline is not None and now >= deadline:
+                self.artim_expired = True
             conn.handle_timeout(now)
         self.pump()

@@ -94,6 +94,11 @@ class AcceptorPolicy:
     of these that the requestor offers is chosen.  ``roles`` says which roles
     a requestor may ask for per abstract syntax through role selection; a
     syntax not listed allows only the default (requestor SCU).
+
+    ``scp_role_preference`` goes first on contexts where the requestor took
+    the SCP role (C-GET sub-operations, PS3.4 C.4.3.3): there *we* send, and
+    an uncompressed syntax can carry any stored instance, decoded if need be,
+    where a compressed one could carry only instances stored that way.
     """
 
     ae_title: str
@@ -103,6 +108,7 @@ class AcceptorPolicy:
     roles: Mapping[str, Role] = field(default_factory=lambda: MappingProxyType({}))
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
+    scp_role_preference: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +126,13 @@ class PresentationContext:
     scp_role: bool = False
 
 
-def _choose(proposed: PresentationContextRQ, policy: AcceptorPolicy) -> PresentationContextAC:
+def _choose(
+    proposed: PresentationContextRQ, policy: AcceptorPolicy, reversed_role: bool = False
+) -> PresentationContextAC:
     accepted = policy.abstract_syntaxes.get(proposed.abstract_syntax)
+    if accepted is not None and reversed_role and policy.scp_role_preference:
+        first = tuple(ts for ts in policy.scp_role_preference if ts in accepted)
+        accepted = first + tuple(ts for ts in accepted if ts not in first)
     fallback = proposed.transfer_syntaxes[0] if proposed.transfer_syntaxes else ""
     if accepted is None:
         return PresentationContextAC(
@@ -204,16 +215,19 @@ def negotiate(
         return rejection, {}
     answers: list[PresentationContextAC] = []
     seen: set[int] = set()
+    user_information = _user_information(rq, policy)
+    reversed_roles = {r.sop_class_uid for r in user_information.role_selections if r.scp_role}
     for proposed in rq.presentation_contexts:
         if proposed.context_id in seen:
             continue
         seen.add(proposed.context_id)
-        answers.append(_choose(proposed, policy))
+        reversed_role = proposed.abstract_syntax in reversed_roles
+        answers.append(_choose(proposed, policy, reversed_role))
     ac = AAssociateAC(
         called_ae_title=rq.called_ae_title,
         calling_ae_title=rq.calling_ae_title,
         presentation_contexts=tuple(answers),
-        user_information=_user_information(rq, policy),
+        user_information=user_information,
     )
     return ac, contexts_from_ac(rq, ac)
 

@@ -465,3 +465,24 @@ def test_negotiate_properties_for_any_decodable_request(
     """The codec's own strategy: every field at random, also what no sane peer sends."""
     _check_negotiate(replace(rq, application_context_name=APPLICATION_CONTEXT_NAME), policy, False)
     _check_negotiate(rq, policy, at_capacity)
+
+
+def test_reversed_role_contexts_prefer_the_scp_role_preference() -> None:
+    """Where the requestor takes the SCP role (C-GET), uncompressed wins over compressed."""
+    ct, rle, explicit = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1"
+    policy = AcceptorPolicy(
+        ae_title="ACC",
+        abstract_syntaxes={ct: (rle, explicit)},
+        roles={ct: Role(scu=True, scp=True)},
+        scp_role_preference=(explicit,),
+    )
+    proposal = (PresentationContextRQ(1, ct, (rle, explicit)),)
+    plain = AAssociateRQ("ACC", "REQ", proposal)
+    reversed_ = AAssociateRQ(
+        "ACC",
+        "REQ",
+        proposal,
+        UserInformation(role_selections=(RoleSelection(ct, scu_role=False, scp_role=True),)),
+    )
+    assert negotiate(plain, policy)[1][1].transfer_syntax == rle
+    assert negotiate(reversed_, policy)[1][1].transfer_syntax == explicit
