@@ -1,0 +1,817 @@
+"""Write CONFORMANCE.md, our DICOM conformance statement (PS3.2), from the code's own tables.
+
+    python conformance/generate.py           # rewrite CONFORMANCE.md
+    python conformance/generate.py --check   # exit 1 when CONFORMANCE.md is stale
+
+What we claim is what we do.  The services are those of the default
+ServiceSet, in the Server that ``python -m stellarpacs serve`` builds; the
+presentation contexts are that Server's AcceptorPolicy; the association rules
+are read off :func:`negotiate` run on sample requests (the script stops when a
+documented rejection is not what negotiate sends); defaults, keys and statuses
+come from Config, the status tables and the archive.  The text keeps the
+structure of the StellarPACS 1.3 statement (August 2008) and marks what goes
+beyond it **Extension**; its services that nothing serves yet are listed in
+section 8.1, which shrinks by itself as services are added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import stellarpacs
+from stellarpacs import uids
+from stellarpacs.aio.client import ProposedContext, build_request
+from stellarpacs.aio.server import Server
+from stellarpacs.aio.storescu import StoreItem, propose_contexts
+from stellarpacs.config import Config, describe_keys
+from stellarpacs.dimse.commands import (
+    COMMAND_NAMES,
+    CEchoRQ,
+    CFindRQ,
+    CGetRQ,
+    CMoveRQ,
+    CStoreRQ,
+    Message,
+    NActionRQ,
+    NCreateRQ,
+    NSetRQ,
+)
+from stellarpacs.dimse.status import Service as StatusService
+from stellarpacs.dimse.status import Status, category, describe
+from stellarpacs.services.base import Service
+from stellarpacs.services.registry import default_services
+from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.ul.negotiation import AcceptorPolicy, RejectReason, negotiate
+from stellarpacs.ul.pdus import (
+    AAssociateAC,
+    AAssociateRJ,
+    AAssociateRQ,
+    AsynchronousOperationsWindow,
+    ContextResult,
+    PresentationContextRQ,
+    RoleSelection,
+    UserInformation,
+)
+
+OUTPUT = Path(__file__).with_name("CONFORMANCE.md")
+IMPLICIT = uids.IMPLICIT_VR_LITTLE_ENDIAN
+CT = "1.2.840.10008.5.1.4.1.1.2"  # CT and MR Image Storage: the samples of the probes
+MR = "1.2.840.10008.5.1.4.1.1.4"
+TABLE2 = {sop.uid: sop.name for sop in uids.TABLE2_STORAGE}
+IN_1_3: Mapping[str, str] = {  # where the 1.3 statement listed a SOP class
+    uids.VERIFICATION: "Table 1",
+    **{uid: f"Table 2 ({name})" for uid, name in TABLE2.items()},
+    **{uid: "Table 3" for uid in uids.QR_FIND_MODELS + uids.QR_MOVE_MODELS},
+    uids.STORAGE_COMMITMENT_PUSH: "3.1.3.3",
+    uids.MPPS: "1 (optional)",
+}
+EXTENSION = "**Extension**"
+Lines = list[str]
+
+
+# --- The 1.3 statement's services, and the text the code cannot give ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyService:
+    """A service of the 1.3 statement; provided when a service answers ``requests`` for
+    one of ``trigger`` (its own SOP classes unless given)."""
+
+    name: str
+    section: str
+    role: str
+    requests: tuple[type[Message], ...]
+    sop_classes: tuple[str, ...]
+    trigger: tuple[str, ...] = ()
+    note: str = ""
+
+
+STATEMENT_1_3 = (
+    LegacyService("Verification", "3.1.3.1", "SCP", (CEchoRQ,), (uids.VERIFICATION,)),
+    LegacyService("Storage", "3.1.3.2", "SCP", (CStoreRQ,), tuple(TABLE2)),
+    LegacyService(
+        "Storage Commitment Push Model", "3.1.3.3", "SCP", (NActionRQ,),
+        (uids.STORAGE_COMMITMENT_PUSH,), note="1.3 printed 1.2.840.10008.5.1.20.1, a typo",
+    ),
+    LegacyService("Query/Retrieve - FIND", "3.1.3.4", "SCP", (CFindRQ,), uids.QR_FIND_MODELS),
+    LegacyService("Query/Retrieve - MOVE", "3.1.3.5", "SCP", (CMoveRQ,), uids.QR_MOVE_MODELS),
+    LegacyService(
+        "Storage, for C-MOVE sub-operations", "3.1.2.1", "SCU", (CMoveRQ,), tuple(TABLE2),
+        trigger=uids.QR_MOVE_MODELS,
+    ),
+    LegacyService(
+        "Modality Performed Procedure Step", "", "SCP", (NCreateRQ, NSetRQ), (uids.MPPS,),
+        note="named as optional in 1.3's introduction, without a section",
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceText:
+    """What a service's tables do not say: its activity, and when each status is sent.
+
+    A service may declare the first ones itself, as class attributes (see DECLARED);
+    what it declares wins over TEXTS.
+    """
+
+    name: str
+    activity: str
+    statuses: Mapping[int, str] = field(default_factory=dict)  # code -> sent when
+    status_service: StatusService | None = None
+    conformance: str = ""
+    selection: str = ""
+    charset: str = ""  # what the service does with character sets (section 7)
+    initiates: str = ""  # the associations it opens itself (section 3.1.2)
+
+
+DECLARED = {"activity": "ACTIVITY", "conformance": "CONFORMANCE", "statuses": "STATUSES"}
+
+_RETRIEVE_STATUSES: Mapping[int, str] = {
+    Status.PENDING: "after each sub-operation but the last",
+    Status.SUCCESS: "every sub-operation succeeded",
+    Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES: "some failed (Failed SOP Instance UID List)",
+    Status.OUT_OF_RESOURCES_MATCHES: "the index could not be searched",
+    Status.OUT_OF_RESOURCES_SUBOPERATIONS: "no sub-operation could be attempted",
+    Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: "the identifier does not fit the model",
+    Status.UNABLE_TO_PROCESS: "the identifier cannot be parsed or lacks a unique key",
+    Status.CANCEL: "a C-CANCEL arrived; the rest is not sent",
+}
+_SUBOPERATIONS = (
+    "Each instance goes in its stored transfer syntax when accepted, otherwise decoded "
+    "into an accepted uncompressed one."
+)
+
+TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class served
+    NActionRQ: ServiceText(
+        "Storage Commitment Push Model",
+        "Answers N-ACTION storage commitment requests.",
+        initiates="The results of storage commitment requests (N-EVENT-REPORT) go on a new "
+        "association to the requesting AE, a `[remotes]` entry (section 3.1.3.3).",
+    ),
+    CEchoRQ: ServiceText(
+        "Verification",
+        "Answers C-ECHO so that an SCU can check that StellarPACS receives requests.",
+        {Status.SUCCESS: "always"},
+        conformance="Standard conformance to the Verification SOP Class (PS3.4 A).",
+    ),
+    CStoreRQ: ServiceText(
+        "Storage",
+        "Each C-STORE data set is streamed to a temporary file, made durable (fsync, atomic "
+        "rename) and indexed; only then is the response sent.",
+        {
+            StoreStatus.SUCCESS: "stored and indexed; also for a second copy of a stored "
+            "SOP Instance UID, which is not kept",
+            StoreStatus.OUT_OF_RESOURCES: "the file or the index could not be written",
+            StoreStatus.CANNOT_UNDERSTAND: "the data set cannot be parsed",
+            Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
+            Status.INVALID_OBJECT_INSTANCE: "the SOP Instance UID holds non-ASCII bytes",
+        },
+        StatusService.STORAGE,
+        "Level 2 (Full) Storage SCP (PS3.4 B.4.1): no element is discarded or coerced; the "
+        "file is the data set byte for byte as received, after a PS3.10 meta header. "
+        "Nothing is validated beyond the command. StellarPACS never deletes a received file.",
+        "Our order is the key `transfer_syntax_preference` (section 6.2).",
+    ),
+    CFindRQ: ServiceText(
+        "Query/Retrieve - FIND",
+        "Matches the identifier against the index and returns each match as it is read, with "
+        "the requested keys, the Query/Retrieve Level and our AE title as Retrieve AE Title.",
+        {
+            Status.PENDING: "a match; all keys were matched",
+            Status.PENDING_WARNING: "a match; some optional key could not be matched",
+            Status.SUCCESS: "after the last match",
+            Status.CANCEL: "a C-CANCEL arrived; no more matches are sent",
+            Status.OUT_OF_RESOURCES: "the index cannot be read",
+            Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: "the identifier does not fit the model",
+            0xC001: "the identifier cannot be processed",
+            Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
+        },
+        StatusService.FIND,
+        "Hierarchical search of the Patient Root, Study Root and Patient/Study Only models "
+        "(PS3.4 C.4.1); Person Name matching is case-insensitive unless "
+        "`case_insensitive_person_names` is false. A failure ends the operation, never the "
+        "association.",
+        charset="C-FIND responses carry the request's Specific Character Set when it can "
+        "encode every returned value, else ISO_IR 192 (UTF-8) when a value is not ASCII.",
+    ),
+    CMoveRQ: ServiceText(
+        "Query/Retrieve - MOVE",
+        "Finds the instances the identifier names in the index and sends them to the Move "
+        "Destination as C-STORE sub-operations over a new association (section 3.1.2.1).",
+        {**_RETRIEVE_STATUSES, Status.MOVE_DESTINATION_UNKNOWN: "not a `[remotes]` entry"},
+        StatusService.MOVE,
+        "Sub-operations go only to Move Destinations listed under `[remotes]`.",
+    ),
+    CGetRQ: ServiceText(
+        "Query/Retrieve - GET",
+        "Finds the instances the identifier names and sends them as C-STORE sub-operations "
+        "on the same association, on contexts where the requestor took the SCP role.",
+        _RETRIEVE_STATUSES,
+        StatusService.GET,
+        "The requestor must propose SCP role selection for the Storage SOP classes (3.1.3).",
+        _SUBOPERATIONS,
+    ),
+}
+
+
+# --- What is served, built the way the server builds it ---------------------------------
+
+
+def build_server(config: Config) -> Server:
+    """The Server of ``python -m stellarpacs serve``; never started, its archive never opened."""
+    return Server(config, asyncio.run(_default_services(config)))
+
+
+async def _default_services(config: Config) -> list[Service]:
+    service_set = await default_services(config, Archive(config.storage, fsync=config.fsync))
+    service_set.archive = None  # never opened: only the services' own workers are stopped
+    await service_set.close()
+    return service_set.services
+
+
+def dimse_names(requests: Iterable[type[Message]]) -> str:
+    return ", ".join(COMMAND_NAMES[r.command_field].removesuffix("-RQ") for r in requests)
+
+
+def provided(legacy: LegacyService, services: Sequence[Service]) -> bool:
+    syntaxes = legacy.trigger or legacy.sop_classes
+    return any(
+        set(legacy.requests) <= set(s.requests) and any(u in s.abstract_syntaxes for u in syntaxes)
+        for s in services
+    )
+
+
+def numbered(services: Sequence[Service]) -> list[tuple[str, str, Service]]:
+    """(section, title, service): 1.3's numbers for its services, new ones after them."""
+    result, extra = [], 6
+    for service in services:
+        legacy = [s for s in STATEMENT_1_3 if s.role == "SCP" and provided(s, [service])]
+        if legacy and legacy[0].section:
+            result.append((legacy[0].section, legacy[0].name, service))
+            continue
+        name = legacy[0].name if legacy else f"{text_of(service).name} ({EXTENSION})"
+        result.append((f"3.1.3.{extra}", name, service))
+        extra += 1
+    return sorted(result, key=lambda entry: [int(part) for part in entry[0].split(".")])
+
+
+# --- Probes: negotiate() answering sample requests -------------------------------------
+
+PROBE_WINDOW = AsynchronousOperationsWindow(invoked=5, performed=5)
+PROBE_SEVERAL = (uids.VERIFICATION, CT, MR)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What negotiate answered; the association policy text is written from these."""
+
+    window: AsynchronousOperationsWindow | None  # the answer to PROBE_WINDOW
+    several: tuple[str, ...]  # served abstract syntaxes proposed together...
+    several_accepted: int  # ...and how many of them were accepted
+    role: RoleSelection  # the answer to asking for both roles for a served SOP class
+
+    @property
+    def shared(self) -> bool:
+        """Whether contexts for several abstract syntaxes share one association."""
+        return len(self.several) > 1 and self.several_accepted == len(self.several)
+
+    @property
+    def window_of_one(self) -> bool:
+        return self.window is not None and self.window.invoked == self.window.performed == 1
+
+
+def probe(
+    policy: AcceptorPolicy,
+    contexts: Sequence[tuple[str, tuple[str, ...]]] = ((uids.VERIFICATION, (IMPLICIT,)),),
+    *,
+    called: str | None = None,
+    user: UserInformation | None = None,
+    context_name: str = uids.APPLICATION_CONTEXT_NAME,
+    at_capacity: bool = False,
+) -> AAssociateAC | AAssociateRJ:
+    rq = AAssociateRQ(
+        called_ae_title=policy.ae_title if called is None else called,
+        calling_ae_title="PROBE",
+        presentation_contexts=tuple(
+            PresentationContextRQ(2 * i + 1, a, ts) for i, (a, ts) in enumerate(contexts)
+        ),
+        user_information=user or UserInformation(),
+        application_context_name=context_name,
+    )
+    return negotiate(rq, policy, at_capacity=at_capacity)[0]
+
+
+def accepted(answer: AAssociateAC | AAssociateRJ) -> AAssociateAC:
+    if not isinstance(answer, AAssociateAC):
+        raise SystemExit(f"conformance claim does not hold: rejected with {answer}")
+    return answer
+
+
+def check_rejects(policy: AcceptorPolicy) -> None:
+    """Each reject reason is what negotiate sends in the case section 3.1.3 gives for it."""
+    cases = {
+        RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED: probe(policy, context_name="1.2.3"),
+        RejectReason.CALLED_AE_NOT_RECOGNIZED: probe(policy, called="NOT-" + policy.ae_title),
+        RejectReason.LOCAL_LIMIT_EXCEEDED: probe(policy, at_capacity=True),
+    }
+    for reason in RejectReason:
+        if cases.get(reason) != reason.pdu():
+            raise SystemExit(f"conformance claim does not hold: {reason.name} is not sent")
+
+
+def gather_facts(policy: AcceptorPolicy) -> Facts:
+    check_rejects(policy)
+    window = probe(policy, user=UserInformation(asynchronous_operations_window=PROBE_WINDOW))
+    served = policy.abstract_syntaxes
+    picks = tuple(uid for uid in PROBE_SEVERAL if uid in served)
+    several = picks if len(picks) > 1 else tuple(served)[:3]
+    answer = accepted(probe(policy, [(uid, served[uid][:1]) for uid in several]))
+    ok = sum(pc.result == ContextResult.ACCEPTANCE for pc in answer.presentation_contexts)
+    sop = next((uid for uid in (CT, *policy.roles) if uid in served), next(iter(served)))
+    ask = UserInformation(role_selections=(RoleSelection(sop, scu_role=True, scp_role=True),))
+    role = accepted(probe(policy, [(sop, served[sop][:1])], user=ask))
+    return Facts(
+        accepted(window).user_information.asynchronous_operations_window,
+        several,
+        ok,
+        role.user_information.role_selections[0],
+    )
+
+
+def chosen_for(policy: AcceptorPolicy, abstract_syntax: str, offer: tuple[str, ...]) -> str:
+    """The transfer syntax negotiate picks when ``offer`` is proposed for ``abstract_syntax``."""
+    answer = accepted(probe(policy, [(abstract_syntax, offer)]))
+    return answer.presentation_contexts[0].transfer_syntax
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """All the sections read: configuration, served services, policy, probe facts."""
+
+    config: Config
+    services: Sequence[Service]
+    policy: AcceptorPolicy
+    sets: Mapping[tuple[str, ...], str]  # each accepted transfer syntax list -> "TS-n"
+    facts: Facts
+
+    @classmethod
+    def build(cls, config: Config) -> Model:
+        server = build_server(config)
+        policy = server.policy
+        sets: dict[tuple[str, ...], str] = {}
+        for syntaxes in policy.abstract_syntaxes.values():
+            sets.setdefault(syntaxes, f"TS-{len(sets) + 1}")
+        return cls(config, server.services, policy, sets, gather_facts(policy))
+
+    @property
+    def missing(self) -> list[LegacyService]:
+        return [legacy for legacy in STATEMENT_1_3 if not provided(legacy, self.services)]
+
+
+# --- Markdown --------------------------------------------------------------------------
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Lines:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return [*lines, *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows), ""]
+
+
+def heading(level: int, text: str) -> Lines:
+    return ["#" * level + " " + text, ""]
+
+
+def para(*sentences: str) -> Lines:
+    text = " ".join(s for s in sentences if s)
+    return [text, ""] if text else []
+
+
+def names(syntaxes: Iterable[str]) -> str:
+    return "; ".join(uids.name_of(uid) for uid in syntaxes)  # names may hold commas
+
+
+def in_table4(uid: str) -> str:
+    return "Table 4" if uid in uids.TABLE4_TRANSFER_SYNTAXES else EXTENSION
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+# --- Sections 1 and 2 --------------------------------------------------------------------
+
+
+def render_title(m: Model) -> Lines:
+    return [
+        *heading(1, "StellarPACS DICOM Conformance Statement"),
+        *para(
+            f"StellarPACS {stellarpacs.__version__}. Generated from the code by "
+            "`python conformance/generate.py`; do not edit by hand."
+        ),
+        *para(
+            "This statement keeps the structure of the StellarPACS 1.3 statement (August "
+            f"2008). What goes beyond 1.3 is marked {EXTENSION}; the services of 1.3 not "
+            "provided yet are listed in section 8.1 and claimed nowhere else."
+        ),
+    ]
+
+
+def render_introduction(m: Model) -> Lines:
+    served = [f"{title} SCP" for _, title, _ in numbered(m.services)]
+    missing = [f"{legacy.name} {legacy.role}" for legacy in m.missing]
+    return [
+        *heading(2, "1 Introduction"),
+        *para(
+            f"This release provides: {', '.join(served)}.",
+            f"Not yet provided (section 8.1): {', '.join(missing)}." if missing else "",
+        ),
+        *heading(3, "1.1 Reference"),
+        *para("DICOM PS3.1 to PS3.20; PS3.2 gives the form of this statement."),
+        *heading(3, "1.2 Definitions"),
+        *para("As in PS3.2, PS3.7 and PS3.8 (association, AE title, DIMSE, SCP, SCU, SOP class)."),
+        *heading(3, "1.3 Acronyms, Abbreviations and Symbols"),
+        *para("As in PS3.2; TS-n names a list of transfer syntaxes given in section 3.1."),
+    ]
+
+
+def render_model(m: Model) -> Lines:
+    ae = m.config.ae_title
+    flows = [
+        f"Remote SCU --{dimse_names(s.requests)}--> {ae} ({title} SCP)"
+        for _, title, s in numbered(m.services)
+    ] + [
+        f"{ae} --C-STORE--> Remote SCP ({legacy.name} SCU)"
+        for legacy in STATEMENT_1_3
+        if legacy.role == "SCU" and provided(legacy, m.services)
+    ]
+    return [
+        *heading(2, "2 Implementation Model"),
+        *heading(3, "2.1 Application Data Flow Diagram"),
+        "```",
+        *(flow.replace(EXTENSION, "Extension") for flow in flows),
+        f"{ae} <--> PS3.10 files and their index under the `storage` folder",
+        "```",
+        "",
+        *heading(3, "2.2 Functional Definition of Application Entities"),
+        *para(
+            f"One Application Entity, `{ae}` by default, waits for associations on TCP port "
+            f"{m.config.port} and serves every service of section 3.1.3 on each of them "
+            "(1.3 described a separate Query/Retrieve AE)."
+        ),
+        *heading(3, "2.3 Sequencing of Real World Activity"),
+        *para("Not applicable."),
+    ]
+
+
+# --- Section 3 ------------------------------------------------------------------------
+
+
+def render_entity(m: Model) -> Lines:
+    services = [
+        (section, title, dimse_names(s.requests), "SCP", len(s.abstract_syntaxes))
+        for section, title, s in numbered(m.services)
+    ]
+    lines = [
+        *heading(2, "3 Application Entity Specifications"),
+        *heading(3, "3.1 StellarPACS DICOM Server Application Entity"),
+        *table(("Section", "Service", "DIMSE", "Role", "SOP classes"), services),
+        *para("Transfer syntaxes accepted, most preferred first, and whether 1.3 listed them:"),
+    ]
+    for syntaxes, name in m.sets.items():
+        rows = [(i, uids.name_of(ts), ts, in_table4(ts)) for i, ts in enumerate(syntaxes, 1)]
+        lines += [*para(f"**{name}**"), *table(("#", "Transfer Syntax", "UID", "1.3"), rows)]
+    return lines
+
+
+def render_establishment(m: Model) -> Lines:
+    config, window = m.config, m.facts.window
+    answer = f"{window.invoked}/{window.performed}" if window else "without a window"
+    return [
+        *heading(4, "3.1.1 Association Establishment Policies"),
+        *heading(5, "3.1.1.1 General"),
+        *para(
+            f"Application context {uids.APPLICATION_CONTEXT_NAME} (PS3.7 A.2.1).",
+            f"The maximum PDU length we receive is {config.max_pdu_length} bytes "
+            "(`max_pdu_length`); what we send never exceeds the peer's Maximum Length.",
+            f"ARTIM timeout {config.artim_timeout:g} s (`artim_timeout`, PS3.8 9.1.5); an "
+            f"association idle for {config.idle_timeout:g} s is aborted (`idle_timeout`).",
+        ),
+        *heading(5, "3.1.1.2 Number of Associations"),
+        *para(
+            f"At most {config.max_associations} simultaneous associations by default "
+            "(`max_associations`); the next one is rejected (section 3.1.3)."
+        ),
+        *heading(5, "3.1.1.3 Asynchronous Nature"),
+        *para(
+            "Asynchronous operations are not supported: one operation is outstanding at a time.",
+            f"A proposed Asynchronous Operations Window ({PROBE_WINDOW.invoked}/"
+            f"{PROBE_WINDOW.performed}) is answered {answer} (invoked/performed) and the "
+            f"association accepted ({EXTENSION}: 1.3 rejected the association)."
+            if m.facts.window_of_one
+            else "",
+        ),
+        *heading(5, "3.1.1.4 Implementation Identifying Information"),
+        *table(
+            ("Item", "Value"),
+            (
+                ("Implementation Class UID", uids.IMPLEMENTATION_CLASS_UID),
+                ("Implementation Version Name", uids.IMPLEMENTATION_VERSION_NAME),
+            ),
+        ),
+    ]
+
+
+def render_initiation(m: Model) -> Lines:
+    lines = heading(4, "3.1.2 Association Initiation By Real-World Activity")
+    for legacy in (s for s in STATEMENT_1_3 if s.role == "SCU"):
+        if provided(legacy, m.services):
+            lines += render_suboperations(m, legacy)
+        else:
+            lines += para(f"{legacy.name} (1.3 section {legacy.section}): see section 8.1.")
+    for _, _, service in numbered(m.services):
+        lines += para(text_of(service).initiates)
+    rq = build_request("ECHOSCU", "ANY-SCP", [ProposedContext(uids.VERIFICATION)], 16384)
+    proposed = rq.presentation_contexts[0]
+    return [
+        *lines,
+        *heading(5, f"3.1.2.2 Real-World Activity - Command-Line Tools ({EXTENSION})"),
+        *para(
+            "`python -m stellarpacs echo` and `stellarpacs.connect()` act as Verification SCU: "
+            f"they propose {uids.name_of(proposed.abstract_syntax)} with "
+            f"{names(proposed.transfer_syntaxes)} and the identification of 3.1.1.4.",
+            "`python -m stellarpacs store` acts as Storage SCU and proposes its files' contexts "
+            "as the table of 3.1.2.1 shows."
+            if any(
+                legacy.role == "SCU" and provided(legacy, m.services) for legacy in STATEMENT_1_3
+            )
+            else "",
+        ),
+    ]
+
+
+def render_suboperations(m: Model, legacy: LegacyService) -> Lines:
+    """The server as Storage SCU; what it proposes is read off propose_contexts."""
+    stored = ((CT, uids.JPEG_BASELINE), (MR, uids.EXPLICIT_VR_LITTLE_ENDIAN))
+    items = [StoreItem(Path("-"), sop, "1.2.3", ts, 0, 0) for sop, ts in stored]
+    rows = [
+        (uids.name_of(c.abstract_syntax), names(c.transfer_syntaxes), "SCU")
+        for c in propose_contexts(items)
+    ]
+    samples = "; ".join(f"{uids.name_of(sop)} in {uids.name_of(ts)}" for sop, ts in stored)
+    trigger = next(s for s in STATEMENT_1_3 if s.role == "SCP" and s.requests == legacy.requests)
+    number = legacy.section
+    return [
+        *heading(5, f"{number} Real-World Activity - {legacy.name}"),
+        *heading(6, f"{number}.1 Associated Real-World Activity"),
+        *para(
+            f"A {dimse_names(legacy.requests)} (section {trigger.section}) makes "
+            f"`{m.config.ae_title}` open an association to the Move Destination, a "
+            "`[remotes]` entry, and send each matching instance by C-STORE; the association "
+            "is released after the last one."
+        ),
+        *heading(6, f"{number}.2 Presentation Context Table"),
+        *para(f"For instances stored as {samples}, the proposed contexts are:"),
+        *table(("Abstract Syntax", "Transfer Syntaxes", "Role"), rows),
+        *heading(6, f"{number}.3 Transfer Syntax Selection Policies"),
+        *para(_SUBOPERATIONS),
+    ]
+
+
+REJECTED_WHEN: Mapping[RejectReason, str] = {
+    RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED: "the application context is not DICOM's",
+    RejectReason.CALLED_AE_NOT_RECOGNIZED: "the Called AE Title is not ours and "
+    "`accept_any_called_ae` is false",
+    RejectReason.LOCAL_LIMIT_EXCEEDED: "`max_associations` associations are open",
+}
+
+
+def render_acceptance(m: Model) -> Lines:
+    facts, role = m.facts, m.facts.role
+    called = "any Called AE Title" if m.config.accept_any_called_ae else "our AE title only"
+    rejects = [
+        (r.value[0].name, r.value[1].name, r.value[2], REJECTED_WHEN.get(r, r.name))
+        for r in RejectReason
+    ]
+    return [
+        *heading(4, "3.1.3 Association Acceptance Policy"),
+        *para(
+            f"Any Calling AE Title may connect; as Called AE Title we accept {called} "
+            "(`accept_any_called_ae`). Each service is described below under its section "
+            "number of 1.3; a missing number is a service of section 8.1. An association is "
+            "rejected with A-ASSOCIATE-RJ (PS3.8 Table 9-21) when:"
+        ),
+        *table(("Result", "Source", "Reason", "When"), rejects),
+        *para(
+            f"Of {names(facts.several)} proposed together, all are accepted: contexts for "
+            f"several abstract syntaxes share an association ({EXTENSION} of 1.3 section "
+            "3.1.3.2.3, which took one abstract syntax besides Verification)."
+            if facts.shared
+            else "",
+            "SCP/SCU Role Selection (PS3.7 D.3.3.4) is answered per SOP class: a requestor "
+            f"asking to be SCU and SCP of {uids.name_of(role.sop_class_uid)} is answered SCU "
+            f"{yes(role.scu_role)}, SCP {yes(role.scp_role)}"
+            + (f" ({EXTENSION})." if role.scp_role else "."),
+            "SOP Class Extended Negotiation is not supported.",
+        ),
+    ]
+
+
+def render_service(m: Model, number: str, title: str, service: Service) -> Lines:
+    text = text_of(service)
+    rows = [
+        (uids.name_of(uid), uid, m.sets[ts], "SCP", "None", IN_1_3.get(uid, EXTENSION))
+        for uid, ts in service.abstract_syntaxes.items()
+    ]
+    statuses = [
+        (f"{code:04X}", category(code).value, meaning(code, text), when)
+        for code, when in text.statuses.items()
+    ]
+    return [
+        *heading(5, f"{number} Real-World Activity - {title}"),
+        *heading(6, f"{number}.1 Associated Real-World Activity"),
+        *para(text.activity),
+        *heading(6, f"{number}.2 Presentation Context Table"),
+        *table(("Abstract Syntax", "UID", "Transfer Syntaxes", "Role", "Ext. Neg.", "1.3"), rows),
+        *para(f"**{number}.2.1 SOP Specific Conformance.**", text.conformance),
+        *(table(("Status", "Category", "Meaning", "Sent when"), statuses) if statuses else []),
+        *heading(6, f"{number}.3 Presentation Context Acceptance Criterion"),
+        *para(
+            "A context is accepted when its abstract syntax is listed above and it proposes a "
+            "listed transfer syntax, beside any other accepted context."
+        ),
+        *heading(6, f"{number}.4 Transfer Syntax Selection Policies"),
+        *para(selection_policy(m, service), text.selection),
+    ]
+
+
+def text_of(service: Service) -> ServiceText:
+    """Our text for the service, overridden by what the service declares of itself."""
+    dimse = dimse_names(service.requests)
+    text = TEXTS.get(service.requests[0]) or ServiceText(dimse, f"Answers {dimse}.")
+    declared = {
+        name: value
+        for name, attribute in DECLARED.items()
+        if (value := getattr(service, attribute, None)) is not None
+    }
+    return replace(text, **declared)
+
+
+def meaning(code: int, text: ServiceText) -> str:
+    """The status's meaning per dimse.status, without its code and category."""
+    return describe(code, text.status_service).split(": ", 1)[-1]
+
+
+def selection_policy(m: Model, service: Service) -> str:
+    """Read the choice off negotiate: offer the top three in reverse order, see which wins."""
+    uid = CT if CT in service.abstract_syntaxes else next(iter(service.abstract_syntaxes))
+    syntaxes = service.abstract_syntaxes[uid]
+    if len(syntaxes) == 1:
+        return f"Only {uids.name_of(syntaxes[0])} is accepted."
+    offer = tuple(reversed(syntaxes[:3]))
+    return (
+        "The first of our order that the requestor proposes is chosen, whatever its order: "
+        f"offered {names(offer)} for {uids.name_of(uid)}, we choose "
+        f"{uids.name_of(chosen_for(m.policy, uid, offer))}."
+    )
+
+
+# --- Sections 4 to 8 ----------------------------------------------------------------------
+
+
+def render_profiles(m: Model) -> Lines:
+    return [
+        *heading(2, "4 Communication Profiles"),
+        *heading(3, "4.1 Supported Communication Stacks"),
+        *para("The DICOM upper layer over TCP/IP (PS3.8); no TLS (PS3.15) in this release."),
+        *heading(3, "4.2 TCP/IP Stack"),
+        *para(
+            "Inherited from the operating system, IPv4 or IPv6; by default we listen on "
+            f"{m.config.host} port {m.config.port} (`host`, `port`)."
+        ),
+        *heading(4, "4.2.1 Physical Media Support"),
+        *para("Whatever the operating system's TCP/IP runs on."),
+    ]
+
+
+def render_extensions(m: Model) -> Lines:
+    beyond = set(m.policy.abstract_syntaxes) - set(IN_1_3)
+    new_ts = sorted({ts for tss in m.sets for ts in tss} - set(uids.TABLE4_TRANSFER_SYNTAXES))
+    new_services = [title for _, title, _ in numbered(m.services) if EXTENSION in title]
+    items = [
+        (bool(beyond), f"{len(beyond)} SOP classes that 1.3 did not list (section 3.1.3)."),
+        (bool(new_ts), f"{len(new_ts)} transfer syntaxes that 1.3 Table 4 did not list (3.1)."),
+        *((True, f"The service {title.split(' (')[0]}.") for title in new_services),
+        (m.facts.shared, "Several abstract syntaxes per association (3.1.3)."),
+        (m.facts.role.scp_role, "The SCP role granted by role selection (3.1.3)."),
+        (m.facts.window_of_one, "An asynchronous operations window negotiated down (3.1.1.3)."),
+        (True, "Command-line SCU tools (3.1.2.2); a configuration file (6.2)."),
+    ]
+    return [
+        *heading(2, "5 Extensions / Specializations / Privatizations"),
+        *para(
+            "No private SOP classes, transfer syntaxes or attributes; no specializations. "
+            f"Beyond the 1.3 statement, each marked {EXTENSION} where it is described:"
+        ),
+        *(f"- {text}" for shown, text in items if shown),
+        "",
+    ]
+
+
+def render_configuration(m: Model) -> Lines:
+    return [
+        *heading(2, "6 Configuration"),
+        *heading(3, "6.1 AE Title / Presentation Address Mapping"),
+        *para(
+            f"Our AE title (`ae_title`, default `{m.config.ae_title}`), address and port are "
+            "configurable; the peers we connect to are `[remotes.<AE title>]` tables."
+        ),
+        *heading(3, f"6.2 Configuration Keys ({EXTENSION})"),
+        *para(
+            "A TOML file (`--config`); command-line flags override it.",
+        ),
+        *table(("Key", "Type", "Default", "Meaning"), describe_keys()),
+    ]
+
+
+def render_character_sets(m: Model) -> Lines:
+    notes = [text_of(service).charset for _, _, service in numbered(m.services)]
+    return [
+        *heading(2, "7 Support of Extended Character Sets"),
+        *para(
+            "Data sets are stored as the bytes received, whatever Specific Character Set "
+            "(0008,0005) they declare: nothing is converted. The index keeps text values as "
+            "decoded from the header, with the Specific Character Set beside them.",
+            *notes,
+            "AE titles are ASCII (PS3.5 6.2).",
+        ),
+    ]
+
+
+def render_notes(m: Model) -> Lines:
+    rows = [
+        (s.name, s.role, s.section, dimse_names(s.requests), sop_list(s), s.note) for s in m.missing
+    ]
+    header = ("1.3 service", "Role", "1.3 section", "DIMSE", "SOP classes", "Note")
+    return [
+        *heading(2, "8 Notes"),
+        *heading(3, "8.1 Not yet provided"),
+        *(table(header, rows) if rows else para("Every service of the 1.3 statement is provided.")),
+    ]
+
+
+def sop_list(legacy: LegacyService) -> str:
+    return "1.3 Table 2" if legacy.sop_classes == tuple(TABLE2) else ", ".join(legacy.sop_classes)
+
+
+# --- Assembly and command line --------------------------------------------------------
+
+
+def render(config: Config | None = None) -> str:
+    """The whole statement for ``config`` (the defaults unless given)."""
+    m = Model.build(config or Config())
+    parts = [
+        render_title(m),
+        render_introduction(m),
+        render_model(m),
+        render_entity(m),
+        render_establishment(m),
+        render_initiation(m),
+        render_acceptance(m),
+        *(render_service(m, *entry) for entry in numbered(m.services)),
+        render_profiles(m),
+        render_extensions(m),
+        render_configuration(m),
+        render_character_sets(m),
+        render_notes(m),
+    ]
+    return "\n".join(line for part in parts for line in part).rstrip("\n") + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate the DICOM conformance statement.")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="default: %(default)s")
+    args = parser.parse_args(argv)
+    text = render()
+    if not args.check:
+        args.output.write_text(text, encoding="utf-8")
+        return 0
+    current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+    if current == text:
+        return 0
+    diff = difflib.unified_diff(current.splitlines(), text.splitlines(), lineterm="", n=1)
+    print(*list(diff)[:40], sep="\n", file=sys.stderr)
+    print(f"{args.output} is stale: run python conformance/generate.py", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
