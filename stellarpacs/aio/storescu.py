@@ -14,29 +14,41 @@ transfer syntax first (3.1.3.5.4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from stellarpacs.aio.association import Association
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted, DIMSEError
+from stellarpacs.storage.files import encode_file_meta
+from stellarpacs.storage.paths import INSTANCE_SUFFIX, uid_component
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
 from stellarpacs.ul.negotiation import PresentationContext
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 __all__ = [
     "StoreItem",
     "StoreResult",
+    "dataset_file",
     "propose_contexts",
     "scan_file",
     "scan_paths",
+    "send_all",
     "send_item",
     "store_paths",
+    "transcode",
 ]
 
 UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
@@ -119,24 +131,37 @@ def scan_paths(paths: Iterable[Path]) -> tuple[list[StoreItem], list[tuple[Path,
     return items, skipped
 
 
-def propose_contexts(items: Sequence[StoreItem]) -> list[ProposedContext]:
-    """Contexts for ``items``: per SOP class its stored syntaxes, and an uncompressed fallback.
+def _class_contexts(sop_class: str, syntaxes: Sequence[str]) -> list[ProposedContext]:
+    """One context per stored syntax, then the uncompressed fallback unless both are there.
 
-    PS3.8 allows 128 contexts; a SOP class with several stored syntaxes gets
-    one context per syntax (so each may be accepted on its own) and one more
-    offering Explicit and Implicit VR Little Endian.
+    A stored uncompressed syntax gets its own context too: offered together
+    with the other, the peer would choose, and an instance stored in Implicit
+    VR would be re-encoded to Explicit VR for nothing.
+    """
+    contexts = [ProposedContext(sop_class, (syntax,)) for syntax in syntaxes]
+    if not set(UNCOMPRESSED) <= set(syntaxes):
+        contexts.append(ProposedContext(sop_class, UNCOMPRESSED))
+    return contexts
+
+
+def _context_count(syntaxes: set[str]) -> int:
+    return len(syntaxes) + (0 if set(UNCOMPRESSED) <= syntaxes else 1)
+
+
+def propose_contexts(items: Sequence[StoreItem]) -> list[ProposedContext]:
+    """Contexts for ``items``: per SOP class each stored syntax alone, and an uncompressed fallback.
+
+    Each stored syntax can then be accepted on its own, so that files leave
+    as stored (1.3 statement 3.1.3.5.4); the fallback offering Explicit and
+    Implicit VR Little Endian catches a peer that refuses the stored one.
+    PS3.8 allows 128 contexts (ValueError above; :func:`store_paths` splits).
     """
     wanted: dict[str, list[str]] = {}
     for item in items:
         syntaxes = wanted.setdefault(item.sop_class_uid, [])
         if item.transfer_syntax_uid not in syntaxes:
             syntaxes.append(item.transfer_syntax_uid)
-    contexts: list[ProposedContext] = []
-    for sop_class, syntaxes in wanted.items():
-        for syntax in syntaxes:
-            if syntax not in UNCOMPRESSED:
-                contexts.append(ProposedContext(sop_class, (syntax,)))
-        contexts.append(ProposedContext(sop_class, UNCOMPRESSED))
+    contexts = [c for sop, syntaxes in wanted.items() for c in _class_contexts(sop, syntaxes)]
     if len(contexts) > 128:
         raise ValueError(
             f"{len(contexts)} presentation contexts needed, 128 at most: send in smaller groups"
@@ -162,15 +187,119 @@ def _pick_context(
     return exact or fallback
 
 
-async def _file_chunks(path: Path, offset: int) -> AsyncIterator[bytes]:
-    """The file's bytes from ``offset``, 1 MiB at a time, read in a worker thread."""
-    file = await asyncio.to_thread(path.open, "rb")
+def _open_at(path: Path, offset: int) -> tuple[BinaryIO, bytes]:
+    """Blocking: open ``path``, seek to ``offset`` and read the first chunk."""
+    file = path.open("rb")
     try:
-        await asyncio.to_thread(file.seek, offset)
-        while chunk := await asyncio.to_thread(file.read, CHUNK):
+        file.seek(offset)
+        return file, file.read(CHUNK)
+    except BaseException:
+        file.close()
+        raise
+
+
+async def _stream_file(
+    association: Association, context_id: int, request: CStoreRQ, item: StoreItem
+) -> str:
+    """Send ``request`` with the file's data set read 1 MiB at a time; "" or why not sent.
+
+    The file is opened and its first chunk read before the command goes out,
+    so a file that vanished fails alone. A read error after that leaves a
+    message cut short: the association is aborted (PS3.8 7.3.1).
+    """
+    try:
+        file, first = await asyncio.to_thread(_open_at, item.path, item.dataset_offset)
+    except OSError as error:
+        return f"cannot read {item.path}: {error}"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        chunk = first
+        while chunk:
             yield chunk
+            if len(chunk) < CHUNK:
+                break  # a short read of a regular file is its end
+            try:
+                chunk = await asyncio.to_thread(file.read, CHUNK)
+            except OSError as error:
+                association.abort()
+                raise AssociationAborted(f"cannot read {item.path}: {error}") from error
+
+    try:
+        await association.send_stream(context_id, request, chunks())
     finally:
         file.close()
+    return ""
+
+
+#: Files whose data set is at most this big are read whole, ahead of their turn.
+READ_AHEAD_ITEM = 256 * 1024
+#: Bytes read ahead at most (one batch in one worker thread hop).
+READ_AHEAD_BUDGET = 4 * 1024 * 1024
+
+
+def _read_batch(batch: Sequence[StoreItem]) -> list[bytes | None]:
+    """Blocking: the data sets of ``batch``; None for a file that cannot be read."""
+    out: list[bytes | None] = []
+    for item in batch:
+        try:
+            with item.path.open("rb") as file:
+                file.seek(item.dataset_offset)
+                out.append(file.read())
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _batches(items: Sequence[StoreItem]) -> list[tuple[list[StoreItem], bool]]:
+    """Consecutive small items grouped under the budget; (items, read ahead?)."""
+    batches: list[tuple[list[StoreItem], bool]] = []
+    current: list[StoreItem] = []
+    size = 0
+    for item in items:
+        length = item.size - item.dataset_offset
+        if length > READ_AHEAD_ITEM:
+            if current:
+                batches.append((current, True))
+                current, size = [], 0
+            batches.append(([item], False))
+            continue
+        if current and size + length > READ_AHEAD_BUDGET:
+            batches.append((current, True))
+            current, size = [], 0
+        current.append(item)
+        size += length
+    if current:
+        batches.append((current, True))
+    return batches
+
+
+async def read_ahead(
+    items: Sequence[StoreItem],
+) -> AsyncGenerator[tuple[StoreItem, bytes | None], None]:
+    """``items`` with their data set bytes, read one batch ahead in a worker thread.
+
+    While one batch is being sent, the next is read: a study of many small
+    instances costs one thread hop per few megabytes, not one per file, and
+    the disk read overlaps the network. A large file (or an unreadable one)
+    comes with None and is streamed from disk by :func:`send_item`.
+    """
+    batches = _batches(items)
+
+    def start(index: int) -> asyncio.Future[list[bytes | None]] | None:
+        if index >= len(batches) or not batches[index][1]:
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(_read_batch, batches[index][0]))
+
+    upcoming = start(0)
+    try:
+        for index, (batch, _) in enumerate(batches):
+            current, upcoming = upcoming, start(index + 1)
+            data = await current if current is not None else [None] * len(batch)
+            for item, payload in zip(batch, data, strict=True):
+                yield item, payload
+    finally:
+        if upcoming is not None:
+            upcoming.cancel()
 
 
 def transcode(path: Path, transfer_syntax: str) -> bytes:
@@ -198,11 +327,14 @@ async def send_item(
     dimse_timeout: float = 60.0,
     move_originator: tuple[str, int] | None = None,
     scp_role_only: bool = False,
+    data: bytes | None = None,
 ) -> StoreResult:
     """C-STORE one file; the stored bytes when the syntax fits, else a transcoded copy.
 
-    ``scp_role_only`` restricts the choice to contexts on which the peer took
-    the SCP role by role selection: C-GET sub-operations (PS3.4 C.4.3.3).
+    ``data`` is the file's data set when already read (:func:`read_ahead`);
+    without it the file is streamed from disk. ``scp_role_only`` restricts
+    the choice to contexts on which the peer took the SCP role by role
+    selection: C-GET sub-operations (PS3.4 C.4.3.3).
     """
     context = _pick_context(association, item, scp_role_only)
     if context is None:
@@ -214,10 +346,12 @@ async def send_item(
         move_originator_ae_title=move_originator[0] if move_originator else None,
         move_originator_message_id=move_originator[1] if move_originator else None,
     )
-    if context.transfer_syntax == item.transfer_syntax_uid:
-        await association.send_stream(
-            context.context_id, request, _file_chunks(item.path, item.dataset_offset)
-        )
+    if context.transfer_syntax == item.transfer_syntax_uid and data is not None:
+        await association.send(context.context_id, request, data)
+    elif context.transfer_syntax == item.transfer_syntax_uid:
+        problem = await _stream_file(association, context.context_id, request, item)
+        if problem:
+            return StoreResult(item, None, problem)
     else:
         try:
             dataset = await asyncio.to_thread(transcode, item.path, context.transfer_syntax)
@@ -244,6 +378,75 @@ async def _await_response(
     return StoreResult(item, response.status, response.error_comment or "")
 
 
+async def send_all(
+    association: Association,
+    items: Sequence[StoreItem],
+    *,
+    dimse_timeout: float = 60.0,
+    on_result: Callable[[StoreResult], None] | None = None,
+) -> list[StoreResult]:
+    """C-STORE ``items`` one after the other over one association.
+
+    When the association ends midway, the file that was being sent and those
+    after it are returned as failed (status None), not raised.
+    """
+    results: list[StoreResult] = []
+
+    def record(result: StoreResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    async with contextlib.aclosing(read_ahead(items)) as prepared:
+        async for item, data in prepared:
+            try:
+                record(await send_item(association, item, dimse_timeout=dimse_timeout, data=data))
+            except AssociationAborted as error:
+                for rest in items[len(results) :]:
+                    record(StoreResult(rest, None, f"association aborted: {error}"))
+                break
+    return results
+
+
+def dataset_file(ds: Dataset, folder: Path, transfer_syntax: str | None = None) -> Path:
+    """Blocking: ``ds`` as a PS3.10 file in ``folder``, ready for :func:`scan_file`.
+
+    Encoded in ``transfer_syntax``, else in its ``file_meta`` Transfer Syntax
+    UID; an encapsulated syntax needs pixel data already encapsulated in it
+    (PS3.5 A.4). Deflated syntaxes are refused (ValueError), as is a data set
+    without SOP Class and SOP Instance UIDs.
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = transfer_syntax or (meta.get("TransferSyntaxUID") if meta is not None else None)
+    if not syntax:
+        raise ValueError("no transfer syntax: give one, or set file_meta.TransferSyntaxUID")
+    uid = UID(str(syntax))
+    if uid.is_deflated:
+        raise ValueError(f"cannot send a data set in a deflated transfer syntax ({uid})")
+    sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    if not sop_class or not sop_instance:
+        raise ValueError("the data set has no SOP Class UID or SOP Instance UID")
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR = uid.is_implicit_VR
+    buffer.is_little_endian = uid.is_little_endian
+    write_dataset(buffer, ds)
+    header = encode_file_meta(
+        sop_class_uid=str(sop_class),
+        sop_instance_uid=str(sop_instance),
+        transfer_syntax_uid=str(uid),
+        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+        source_ae="",
+    )
+    path = folder / f"{uid_component(str(sop_instance))}{INSTANCE_SUFFIX}"
+    path.write_bytes(header + buffer.getvalue())
+    return path
+
+
 def _groups(items: Sequence[StoreItem], limit: int = 128) -> list[list[StoreItem]]:
     """Split ``items`` so that the contexts of each group fit in one A-ASSOCIATE-RQ."""
     groups: list[list[StoreItem]] = []
@@ -251,20 +454,17 @@ def _groups(items: Sequence[StoreItem], limit: int = 128) -> list[list[StoreItem
     seen: dict[str, set[str]] = {}
     count = 0
     for item in items:
-        syntaxes = seen.get(item.sop_class_uid)
-        extra = 1 if syntaxes is None else 0
-        compressed = item.transfer_syntax_uid not in UNCOMPRESSED
-        if compressed and (syntaxes is None or item.transfer_syntax_uid not in syntaxes):
-            extra += 1
-        if current and count + extra > limit:
+        before = seen.get(item.sop_class_uid, set())
+        after = before | {item.transfer_syntax_uid}
+        grown = count - (_context_count(before) if before else 0) + _context_count(after)
+        if current and grown > limit:
             groups.append(current)
-            current, seen, count = [], {}, 0
-            extra = 2 if compressed else 1
+            current, seen = [], {}
+            after = {item.transfer_syntax_uid}
+            grown = _context_count(after)
         current.append(item)
-        count += extra
-        bucket = seen.setdefault(item.sop_class_uid, set())
-        if compressed:
-            bucket.add(item.transfer_syntax_uid)
+        seen[item.sop_class_uid] = after
+        count = grown
     if current:
         groups.append(current)
     return groups
@@ -294,15 +494,17 @@ async def store_paths(
         remaining = list(group)
         while remaining:
             client = await connect_association(contexts)
-            async with client:
-                while remaining:
-                    item = remaining.pop(0)
+            sent = 0
+            async with client, contextlib.aclosing(read_ahead(remaining)) as prepared:
+                async for item, data in prepared:
+                    sent += 1
                     try:
                         result = await send_item(
-                            client.association, item, dimse_timeout=client.dimse_timeout
+                            client.association, item, dimse_timeout=client.dimse_timeout, data=data
                         )
                     except AssociationAborted as error:
                         record(StoreResult(item, None, f"association aborted: {error}"))
                         break
                     record(result)
+            remaining = remaining[sent:]
     return results

@@ -8,15 +8,20 @@ Move Destination, which must be configured in ``[remotes]`` (else A801:
 nothing is ever sent to an address that is not configured); C-GET sends on
 the same association, on the contexts where the requestor took the SCP role.
 
-A Pending response with the four counts follows each sub-operation; the
-final response comes only after the last one: 0000 when all succeeded, B000
-with the Failed SOP Instance UID List when some failed, A702 when none could
-be attempted (destination unreachable), FE00 after a C-CANCEL.
+Pending responses with the four counts report progress: after the first
+sub-operation, then at most every :attr:`pending_interval` seconds (PS3.4
+C.4.2.3.1 makes them optional; one per instance would cost a study of small
+instances a third of its time). The final response comes only after the
+last sub-operation: 0000 when all succeeded, B000 with the Failed SOP
+Instance UID List when some failed, A702 when none succeeded (destination
+unreachable, or every sub-operation failed: "Failure or Refused", PS3.4
+C.4.2.2.1), FE00 after a C-CANCEL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Mapping
@@ -27,7 +32,14 @@ from pydicom.dataset import Dataset
 
 from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.client import ClientAssociation, connect
-from stellarpacs.aio.storescu import StoreItem, StoreResult, propose_contexts, scan_file, send_item
+from stellarpacs.aio.storescu import (
+    StoreItem,
+    StoreResult,
+    propose_contexts,
+    read_ahead,
+    scan_file,
+    send_item,
+)
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
 from stellarpacs.dimse.status import Status, StatusCategory, category
@@ -80,6 +92,14 @@ class _Counts:
         self.remaining -= len(uids)
         self.failed_uids.extend(uids)
 
+    def final_status(self) -> int:
+        """0000, B000 when some failed, A702 when none succeeded (PS3.4 C.4.2.2.1, C.4.3.2)."""
+        if not self.failed:
+            return Status.SUCCESS
+        if self.completed or self.warning:
+            return Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES
+        return Status.OUT_OF_RESOURCES_SUBOPERATIONS
+
 
 class _RetrieveBase:
     """What C-MOVE and C-GET share: identifier, matching, counting, responses."""
@@ -87,6 +107,8 @@ class _RetrieveBase:
     request_class: type[CMoveRQ] | type[CGetRQ]
     response_class: type[CMoveRSP] | type[CGetRSP]
     models: tuple[str, ...]
+    #: Seconds at least between two Pending responses; 0 sends one after every sub-operation.
+    pending_interval: float = 0.05
 
     def __init__(self, archive: Archive, config: Config) -> None:
         self.archive = archive
@@ -111,9 +133,13 @@ class _RetrieveBase:
             await self._final(association, incoming, error.status, None, str(error))
             return
         counts = _Counts(remaining=len(records))
-        status = await self._suboperations(association, incoming, records, counts)
-        if status != _ALREADY_ANSWERED:
-            await self._final(association, incoming, status, counts)
+        try:
+            status = await self._suboperations(association, incoming, records, counts)
+            if status != _ALREADY_ANSWERED:
+                await self._final(association, incoming, status, counts)
+        finally:
+            # A later request may reuse the Message ID (PS3.7 9.1.1.1): forget its C-CANCEL.
+            association.cancelled.discard(request.message_id)
 
     async def _match(self, incoming: Incoming) -> list[InstanceRecord]:
         context = incoming.context
@@ -134,15 +160,15 @@ class _RetrieveBase:
         raise NotImplementedError
 
     async def _items(self, records: list[InstanceRecord], counts: _Counts) -> list[StoreItem]:
-        """The files of ``records``; a missing or unreadable one counts as failed."""
-        root = self.archive.layout.root
-        items: list[StoreItem] = []
-        for record in records:
-            try:
-                items.append(await asyncio.to_thread(scan_file, root / record.path))
-            except (OSError, ValueError) as error:
-                log.error("cannot send %s: %s", record.sop_instance_uid, error)
-                counts.fail_rest([record.sop_instance_uid])
+        """The files of ``records``; a missing or unreadable one counts as failed.
+
+        One worker thread reads all the metas: one hop per instance would cost
+        more than the reads themselves for a study of small instances.
+        """
+        items, unreadable = await asyncio.to_thread(_scan_records, self.archive, records)
+        for uid, error in unreadable:
+            log.error("cannot send %s: %s", uid, error)
+            counts.fail_rest([uid])
         return items
 
     async def _send_all(
@@ -155,35 +181,59 @@ class _RetrieveBase:
         *,
         scp_role_only: bool,
     ) -> int:
-        """Run the sub-operations over ``sender``; Pending after each; the final status."""
+        """Run the sub-operations over ``sender``, reporting progress; the final status."""
         request = incoming.command
         assert isinstance(request, CMoveRQ | CGetRQ)
-        originator = (association.calling_ae_title, request.message_id)
-        for position, item in enumerate(items):
-            if request.message_id in association.cancelled:
-                return Status.CANCEL
-            try:
-                result = await send_item(
-                    sender,
-                    item,
-                    dimse_timeout=self.config.dimse_timeout,
-                    move_originator=originator,
-                    scp_role_only=scp_role_only,
-                )
-            except (AssociationAborted, DIMSEError) as error:
-                log.error("sub-operations stopped: %s", error)
-                counts.fail_rest([i.sop_instance_uid for i in items[position:]])
-                break
-            counts.add(result)
-            if result.error:
-                log.warning("sub-operation for %s failed: %s", item.sop_instance_uid, result.error)
-            await self._pending(association, incoming, counts)
-        return Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES if counts.failed else Status.SUCCESS
+        # Move Originator only on C-MOVE sub-operations (PS3.7 9.3.1.1, Table 9.3-1).
+        originator = (
+            (association.calling_ae_title, request.message_id)
+            if isinstance(request, CMoveRQ)
+            else None
+        )
+        loop = asyncio.get_running_loop()
+        next_pending = 0.0  # the first sub-operation is reported at once
+        done = 0
+        async with contextlib.aclosing(read_ahead(items)) as prepared:
+            async for item, data in prepared:
+                if request.message_id in association.cancelled:
+                    return Status.CANCEL
+                result = await self._store(sender, item, data, originator, scp_role_only)
+                if result is None:
+                    counts.fail_rest([i.sop_instance_uid for i in items[done:]])
+                    break
+                done += 1
+                counts.add(result)
+                if counts.remaining > 0 and loop.time() >= next_pending:
+                    await self._respond(
+                        association, incoming, Status.PENDING, counts, None, final=False
+                    )
+                    next_pending = loop.time() + self.pending_interval
+        return counts.final_status()
 
-    async def _pending(self, association: Association, incoming: Incoming, counts: _Counts) -> None:
-        if counts.remaining <= 0:
-            return
-        await self._respond(association, incoming, Status.PENDING, counts, None, final=False)
+    async def _store(
+        self,
+        sender: Association,
+        item: StoreItem,
+        data: bytes | None,
+        originator: tuple[str, int] | None,
+        scp_role_only: bool,
+    ) -> StoreResult | None:
+        """One C-STORE sub-operation; None when the association it needs is gone."""
+        try:
+            result = await send_item(
+                sender,
+                item,
+                dimse_timeout=self.config.dimse_timeout,
+                move_originator=originator,
+                scp_role_only=scp_role_only,
+                data=data,
+            )
+        except (AssociationAborted, DIMSEError) as error:
+            log.error("sub-operations stopped: %s", error)
+            return None
+        if result.error:
+            log.warning("sub-operation for %s failed: %s", item.sop_instance_uid, result.error)
+        return result
 
     async def _final(
         self,
@@ -209,9 +259,10 @@ class _RetrieveBase:
         assert isinstance(request, CMoveRQ | CGetRQ)
         dataset = None
         if final and counts is not None and counts.failed_uids:
+            syntax = incoming.context.transfer_syntax
             identifier = Dataset()
-            identifier.FailedSOPInstanceUIDList = counts.failed_uids
-            dataset = encode_dataset(identifier, incoming.context.transfer_syntax)
+            identifier.FailedSOPInstanceUIDList = _fitting(counts.failed_uids, syntax)
+            dataset = encode_dataset(identifier, syntax)
         remaining = None
         if counts is not None and (not final or status == Status.CANCEL):
             remaining = counts.remaining  # Pending and Cancel only (PS3.4 C.4.2.1.5)
@@ -223,10 +274,55 @@ class _RetrieveBase:
             number_of_completed_suboperations=counts.completed if counts else None,
             number_of_failed_suboperations=counts.failed if counts else None,
             number_of_warning_suboperations=counts.warning if counts else None,
-            error_comment=comment[:64] if comment else None,
+            error_comment=_comment(comment) if comment else None,
             has_dataset=dataset is not None,
         )
         await association.send(incoming.context.context_id, response, dataset)
+
+
+def _comment(text: str) -> str:
+    """An Error Comment (LO, PS3.7 C.4): printable ASCII only, at most 64 characters.
+
+    The text may quote the peer's identifier, which can hold any byte; the
+    command set is encoded as ASCII, so anything else would fail to encode.
+    """
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:64]
+
+
+def _scan_records(
+    archive: Archive, records: list[InstanceRecord]
+) -> tuple[list[StoreItem], list[tuple[str, str]]]:
+    """Blocking: the StoreItems of ``records``, and (UID, why) for each file that is unusable."""
+    items: list[StoreItem] = []
+    unreadable: list[tuple[str, str]] = []
+    for record in records:
+        try:
+            items.append(scan_file(archive.layout.absolute(record.path)))
+        except (OSError, ValueError) as error:
+            unreadable.append((record.sop_instance_uid, str(error)))
+    return items, unreadable
+
+
+#: Longest value of a 2-byte length field, the Explicit VR encoding of UI (PS3.5 7.1.2).
+_EXPLICIT_UI_MAX = 0xFFFE
+
+
+def _fitting(uids: list[str], transfer_syntax: str) -> list[str]:
+    """As many failed UIDs as one UI value can hold in ``transfer_syntax``.
+
+    In Explicit VR the list must stay under 64 KiB (about 1,000 UIDs); the
+    counts still say how many failed. Implicit VR has a 4-byte length.
+    """
+    if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
+        return uids
+    kept: list[str] = []
+    size = -1  # no backslash before the first value
+    for uid in uids:
+        size += len(uid) + 1
+        if size + (size % 2) > _EXPLICIT_UI_MAX:
+            break
+        kept.append(uid)
+    return kept
 
 
 class MoveService(_RetrieveBase):
@@ -262,7 +358,7 @@ class MoveService(_RetrieveBase):
             return _ALREADY_ANSWERED
         items = await self._items(records, counts)
         if not items:
-            return Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES if counts.failed else Status.SUCCESS
+            return counts.final_status()
         try:
             client = await self._open(remote.host, remote.port, remote.ae_title, items)
         except (OSError, TimeoutError, AssociationRejected, AssociationAborted) as error:

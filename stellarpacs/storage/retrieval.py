@@ -60,7 +60,7 @@ class RetrieveKeys:
 
 def _values(ds: Dataset, keyword: str) -> tuple[str, ...]:
     element = ds.get(keyword)
-    if element is None or element == "" or element is None:
+    if element is None or element == "":
         return ()
     raw = element if isinstance(element, str) else "\\".join(str(v) for v in element)
     return tuple(v.strip() for v in str(raw).split("\\") if v.strip())

@@ -1,0 +1,219 @@
+"""``python -m stellarpacs move|get HOST PORT -k KEY=VALUE ...``: C-MOVE and C-GET SCU.
+
+``move`` asks the peer to send the matching instances to another AE (``--dest``,
+which the peer must know); ``get`` brings them back on the same association
+and writes each as a PS3.10 file into ``--output``. One line per response shows
+the sub-operation counts (PS3.4 C.4.2.1.4), then a summary; the exit status is
+0 only when the final status is Success (0000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect, get_contexts
+from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
+from stellarpacs.dimse.status import Service, StatusCategory, describe
+from stellarpacs.uids import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    PATIENT_ROOT_QR_GET,
+    PATIENT_ROOT_QR_MOVE,
+    PATIENT_STUDY_ONLY_QR_GET,
+    PATIENT_STUDY_ONLY_QR_MOVE,
+    STUDY_ROOT_QR_GET,
+    STUDY_ROOT_QR_MOVE,
+    TABLE2_STORAGE,
+)
+
+__all__ = ["identifier_from", "register"]
+
+#: --model -> (MOVE model, GET model) (PS3.4 C.6).
+MODELS: dict[str, tuple[str, str]] = {
+    "patient": (PATIENT_ROOT_QR_MOVE, PATIENT_ROOT_QR_GET),
+    "study": (STUDY_ROOT_QR_MOVE, STUDY_ROOT_QR_GET),
+    "psonly": (PATIENT_STUDY_ONLY_QR_MOVE, PATIENT_STUDY_ONLY_QR_GET),
+}
+
+
+def identifier_from(keys: list[str], level: str) -> Dataset:
+    """The identifier for ``-k Keyword=value`` or ``-k gggg,eeee=value`` keys.
+
+    The Query/Retrieve Level comes from ``level`` unless a key sets it.
+    ValueError names a key that cannot be understood.
+    """
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level.upper()
+    for key in keys:
+        name, sep, value = key.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"key {key!r} is not KEYWORD=VALUE")
+        try:
+            if "," in name:
+                tag = Tag(*(int(part, 16) for part in name.split(",")))
+                ds.add_new(tag, dictionary_VR(tag), value)
+            else:
+                if tag_for_keyword(name) is None:
+                    raise ValueError(f"{name} is not a DICOM keyword")
+                setattr(ds, name, value)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"key {key!r}: {error}") from None
+    return ds
+
+
+def _progress(response: RetrieveResponse) -> str:
+    counts = (
+        f"{response.remaining if response.remaining is not None else '-'} remaining, "
+        f"{response.completed or 0} completed, {response.failed or 0} failed, "
+        f"{response.warning or 0} warning"
+    )
+    return f"0x{response.status:04X} {counts}"
+
+
+async def _follow(stream: RetrieveStream, service: Service, what: str) -> int:
+    """Print each response, then a summary; the exit status."""
+    async with stream:
+        async for response in stream:
+            if response.pending:
+                print(f"pending: {_progress(response)}", flush=True)
+    final = stream.final
+    if final is None:
+        print(f"{what}: no final response", file=sys.stderr)
+        return 1
+    print(f"{what}: {describe(final.status, service)}")
+    print(
+        f"{final.completed or 0} completed, {final.failed or 0} failed, "
+        f"{final.warning or 0} warning"
+        + (f", {final.remaining} not attempted" if final.remaining else "")
+    )
+    if final.error_comment:
+        print(f"comment: {final.error_comment}")
+    for uid in final.failed_sop_instance_uids:
+        print(f"FAILED {uid}")
+    return 0 if final.category is StatusCategory.SUCCESS else 1
+
+
+async def _open(args: argparse.Namespace, contexts: list[ProposedContext]) -> ClientAssociation:
+    return await connect(
+        args.host,
+        args.port,
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        contexts=contexts,
+        max_pdu_length=args.max_pdu_length,
+        connect_timeout=args.timeout,
+        dimse_timeout=args.timeout,
+    )
+
+
+def _identifier(args: argparse.Namespace) -> Dataset | None:
+    try:
+        return identifier_from(args.keys, args.level)
+    except ValueError as error:
+        print(f"stellarpacs {args.command}: {error}", file=sys.stderr)
+        return None
+
+
+async def _move(args: argparse.Namespace) -> int:
+    identifier = _identifier(args)
+    if identifier is None:
+        return 2
+    model = MODELS[args.model][0]
+    client = await _open(args, [ProposedContext(model)])
+    async with client:
+        stream = client.move(model, identifier, args.dest)
+        return await _follow(stream, Service.MOVE, f"C-MOVE to {args.dest}")
+
+
+async def _get(args: argparse.Namespace) -> int:
+    identifier = _identifier(args)
+    if identifier is None:
+        return 2
+    model = MODELS[args.model][1]
+    sop_classes = [*(c.uid for c in TABLE2_STORAGE), *args.sop_classes]
+    syntaxes = args.syntaxes or [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]
+    try:
+        contexts = get_contexts(sop_classes, syntaxes, models=(model,))
+    except ValueError as error:
+        print(f"stellarpacs get: {error}", file=sys.stderr)
+        return 2
+    handler = FolderStoreHandler(Path(args.output))
+    client = await _open(args, contexts)
+    async with client:
+        status = await _follow(client.get(model, identifier, handler), Service.GET, "C-GET")
+    print(f"{len(handler.received)} instances written to {args.output}")
+    for uid, why in handler.failed:
+        print(f"NOT WRITTEN {uid}: {why}")
+    return status if not handler.failed else 1
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    from stellarpacs.cli import _run
+
+    return _run(_move(args))
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from stellarpacs.cli import _run
+
+    return _run(_get(args))
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("host", help="peer host name or address")
+    parser.add_argument("port", type=int, help="peer TCP port")
+    parser.add_argument(
+        "-k",
+        "--key",
+        dest="keys",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="identifier key, e.g. StudyInstanceUID=1.2.3 or 0020,000D=1.2.3 (repeatable)",
+    )
+    parser.add_argument("--model", choices=sorted(MODELS), default="study", help="Q/R model")
+    parser.add_argument(
+        "--level", default="STUDY", help="Query/Retrieve Level: PATIENT, STUDY, SERIES or IMAGE"
+    )
+    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
+    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
+    parser.add_argument("--max-pdu", type=int, default=16384, dest="max_pdu_length")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each answer"
+    )
+
+
+def register(commands: Any) -> None:
+    """Add ``move`` and ``get`` to the command line."""
+    move = commands.add_parser("move", help="ask a peer to send instances to an AE (C-MOVE)")
+    _add_common(move)
+    move.add_argument("--dest", required=True, help="Move Destination AE title")
+    move.set_defaults(func=cmd_move)
+    get = commands.add_parser("get", help="retrieve instances into a folder (C-GET)")
+    _add_common(get)
+    get.add_argument("--output", required=True, help="folder for the received files")
+    get.add_argument(
+        "--sop-class",
+        dest="sop_classes",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="storage SOP class to accept besides the 1.3 statement's Table 2 (repeatable)",
+    )
+    get.add_argument(
+        "--ts",
+        dest="syntaxes",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="transfer syntax to accept (repeatable; default Explicit and Implicit VR LE)",
+    )
+    get.set_defaults(func=cmd_get)
