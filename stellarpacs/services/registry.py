@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from stellarpacs.config import Config
 from stellarpacs.services.base import Service
+from stellarpacs.services.commitment import CommitmentService
+from stellarpacs.services.mpps import MPPSService
+from stellarpacs.services.query import FindService
 from stellarpacs.services.retrieve import GetService, MoveService
 from stellarpacs.services.storage import StorageService
 from stellarpacs.services.verification import VerificationService
 from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.nservices import NServiceStore
 
 __all__ = ["ServiceSet", "default_services"]
 
@@ -20,9 +25,13 @@ class ServiceSet:
 
     services: list[Service] = field(default_factory=list)
     archive: Archive | None = None
+    #: Called on close, last added first, before the archive closes (e.g. index readers).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
         """Release what the services hold (files, the index)."""
+        for closer in reversed(self.closers):
+            await closer()
         if self.archive is not None:
             await self.archive.close()
 
@@ -35,7 +44,11 @@ async def open_archive(config: Config) -> Archive:
 
 
 async def default_services(config: Config, archive: Archive | None = None) -> ServiceSet:
-    """Verification, Storage and Retrieve over ``archive`` (opened from the config if None)."""
+    """Verification, Storage, Retrieve, Find, Storage Commitment and MPPS over ``archive``.
+
+    ``archive`` is opened from the config if None.  The storage commitment
+    delivery worker starts here and stops in :meth:`ServiceSet.close`.
+    """
     if archive is None:
         archive = await open_archive(config)
     services: list[Service] = [
@@ -44,4 +57,12 @@ async def default_services(config: Config, archive: Archive | None = None) -> Se
         MoveService(archive, config),
         GetService(archive, config),
     ]
-    return ServiceSet(services, archive)
+    find = FindService(archive, config)
+    services.append(find)
+    # Storage Commitment and MPPS keep their rows in the index file (own tables and
+    # connection); the delivery worker waits for the archive to open (the CLI opens it late).
+    nstore = NServiceStore(archive.layout.index_path, durable=archive.fsync)
+    commitment = CommitmentService(archive, nstore, config)
+    services += [commitment, MPPSService(nstore)]
+    commitment.worker.start()
+    return ServiceSet(services, archive, [find.close, nstore.close, commitment.worker.close])

@@ -1,0 +1,350 @@
+"""The command line of the DIMSE-N services.
+
+Client commands, to test other archives (``python -m stellarpacs ...``):
+
+* ``commit HOST PORT PATH... --listen-port N``: ask for storage commitment of
+  the files' instances and print the result (exit 0 only for event type 1);
+* ``mpps HOST PORT --patient-id ID --study UID [--final COMPLETED]``: N-CREATE
+  an MPPS IN PROGRESS, then optionally N-SET it to its final status.
+
+The listings behind ``storage mpps`` and ``storage commitments`` (registered
+by :mod:`stellarpacs.storage.cli`) are here too: :func:`load_mpps`,
+:func:`show_mpps`, :func:`load_commitments`, :func:`show_commitments`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from stellarpacs.aio.nclient import (
+    CommitmentReport,
+    FailureReason,
+    SOPReference,
+    commit,
+    mpps_create,
+    mpps_set,
+)
+from stellarpacs.dimse.status import describe
+from stellarpacs.storage.nservices import CommitmentRequest, MPPSSummary, NServiceStore
+from stellarpacs.storage.paths import Layout
+
+__all__ = [
+    "load_commitments",
+    "load_mpps",
+    "mpps_attributes",
+    "register",
+    "show_commitments",
+    "show_mpps",
+]
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+# --- storage mpps / storage commitments ---------------------------------------------------------
+
+
+async def load_mpps(root: Path) -> list[MPPSSummary]:
+    async with NServiceStore(Layout(root).index_path) as store:
+        return await store.mpps_summaries()
+
+
+async def load_commitments(root: Path) -> list[CommitmentRequest]:
+    async with NServiceStore(Layout(root).index_path) as store:
+        return await store.commitments()
+
+
+def _first(attributes: dict[str, Any], tag: str) -> str:
+    values = attributes.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def _mpps_json(summary: MPPSSummary) -> dict[str, object]:
+    record = summary.record
+    return {
+        "sop_instance_uid": record.sop_instance_uid,
+        "status": record.status,
+        "patient_id": _first(record.attributes, "00100020"),
+        "modality": _first(record.attributes, "00080060"),
+        "study_uids": list(record.study_uids),
+        "studies_stored": summary.studies_stored,
+        "instances_stored": summary.instances_stored,
+        "images_referenced": summary.images_referenced,
+        "images_stored": summary.images_stored,
+        "calling_ae": record.calling_ae,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def _stored_text(summary: MPPSSummary) -> str:
+    wanted = len(summary.record.study_uids)
+    if not wanted:
+        return "no study named"
+    return f"{summary.studies_stored} of {wanted} stored"
+
+
+def show_mpps(summaries: list[MPPSSummary], *, as_json: bool) -> int:
+    """Print the MPPS instances with what of their studies is stored."""
+    if as_json:
+        print(json.dumps([_mpps_json(s) for s in summaries], ensure_ascii=False))
+        return EXIT_OK
+    if not summaries:
+        print("no MPPS instances")
+        return EXIT_OK
+    header = ("MPPS INSTANCE UID", "STATUS", "PATIENT ID", "MODALITY", "STUDY INSTANCE UID",
+              "STUDY", "INSTANCES", "IMAGES", "UPDATED")  # fmt: skip
+    rows = [
+        (
+            s.record.sop_instance_uid,
+            s.record.status,
+            _first(s.record.attributes, "00100020"),
+            _first(s.record.attributes, "00080060"),
+            ", ".join(s.record.study_uids) or "-",
+            _stored_text(s),
+            str(s.instances_stored),
+            f"{s.images_stored}/{s.images_referenced}",
+            s.record.updated_at,
+        )
+        for s in summaries
+    ]
+    print(_table([header, *rows]))
+    return EXIT_OK
+
+
+def _commitment_json(request: CommitmentRequest) -> dict[str, object]:
+    return {
+        "transaction_uid": request.transaction_uid,
+        "requester_ae": request.requester_ae,
+        "references": len(request.references),
+        "state": request.state.value,
+        "duplicate": request.duplicate,
+        "event_type_id": request.event_type_id,
+        "failed": request.failed_count,
+        "attempts": request.attempts,
+        "received_at": request.received_at,
+        "delivered_at": request.delivered_at,
+        "last_error": request.last_error,
+    }
+
+
+def show_commitments(requests: list[CommitmentRequest], *, as_json: bool) -> int:
+    """Print the storage commitment requests, pending and delivered."""
+    if as_json:
+        print(json.dumps([_commitment_json(r) for r in requests], ensure_ascii=False))
+        return EXIT_OK
+    if not requests:
+        print("no storage commitment requests")
+        return EXIT_OK
+    header = ("TRANSACTION UID", "REQUESTER", "REFS", "STATE", "EVENT", "FAILED", "ATTEMPTS",
+              "RECEIVED", "LAST ERROR")  # fmt: skip
+    rows = [
+        (
+            r.transaction_uid,
+            r.requester_ae,
+            str(len(r.references)),
+            r.state.value,
+            "-" if r.event_type_id is None else str(r.event_type_id),
+            "-" if r.failed_count is None else str(r.failed_count),
+            str(r.attempts),
+            r.received_at,
+            r.last_error[:60],
+        )
+        for r in requests
+    ]
+    print(_table([header, *rows]))
+    return EXIT_OK
+
+
+# --- commit -------------------------------------------------------------------------------
+
+
+def _reason(code: int) -> str:
+    try:
+        return FailureReason(code).name.lower().replace("_", " ")
+    except ValueError:
+        return describe(code)
+
+
+def print_report(report: CommitmentReport) -> None:
+    print(
+        f"transaction {report.transaction_uid}: event type {report.event_type_id}, "
+        f"{len(report.committed)} committed, {len(report.failed)} failed"
+    )
+    for failure in report.failed:
+        print(
+            f"FAILED {failure.reference.sop_instance_uid}: 0x{failure.reason:04X} "
+            f"{_reason(failure.reason)}"
+        )
+
+
+def _references(args: argparse.Namespace) -> list[SOPReference]:
+    from stellarpacs.aio.storescu import scan_paths
+
+    items, skipped = scan_paths([Path(p) for p in args.paths])
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    refs = [SOPReference(i.sop_class_uid, i.sop_instance_uid) for i in items]
+    for text in args.ref:
+        sop_class, _, instance = text.partition("/")
+        refs.append(SOPReference(sop_class, instance))
+    return refs
+
+
+async def _commit(args: argparse.Namespace) -> int:
+    refs = await asyncio.to_thread(_references, args)
+    if not refs:
+        print("nothing to commit: no DICOM PS3.10 file and no --ref", file=sys.stderr)
+        return EXIT_FAILED
+    report = await commit(
+        args.host,
+        args.port,
+        refs,
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        listen_port=args.listen_port,
+        listen_host=args.listen_host,
+        timeout=args.timeout,
+        connect_timeout=args.timeout,
+        dimse_timeout=args.timeout,
+    )
+    print_report(report)
+    return EXIT_OK if report.event_type_id == 1 else EXIT_FAILED
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from stellarpacs.cli import _run
+
+    return _run(_commit(args))
+
+
+# --- mpps ---------------------------------------------------------------------------------
+
+
+def mpps_attributes(
+    patient_id: str, study_uid: str, modality: str, *, now: datetime | None = None
+) -> Dataset:
+    """A minimal N-CREATE attribute list, IN PROGRESS (PS3.4 Table F.7.2-1, type 1 keys)."""
+    when = now or datetime.now()
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    step = Dataset()
+    step.StudyInstanceUID = study_uid
+    step.AccessionNumber = ""
+    ds.ScheduledStepAttributesSequence = [step]
+    ds.PatientName = ""
+    ds.PatientID = patient_id
+    ds.PerformedProcedureStepID = when.strftime("%H%M%S%f")[:16]
+    ds.PerformedStationAETitle = "STELLARPACS"
+    ds.PerformedProcedureStepStartDate = when.strftime("%Y%m%d")
+    ds.PerformedProcedureStepStartTime = when.strftime("%H%M%S")
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.Modality = modality
+    ds.PerformedSeriesSequence = []
+    return ds
+
+
+def _final_modifications(status: str, series: Sequence[str]) -> Dataset:
+    when = datetime.now()
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    ds.PerformedProcedureStepEndDate = when.strftime("%Y%m%d")
+    ds.PerformedProcedureStepEndTime = when.strftime("%H%M%S")
+    items = []
+    for uid in series:
+        item = Dataset()
+        item.SeriesInstanceUID = uid
+        item.ReferencedImageSequence = []
+        items.append(item)
+    ds.PerformedSeriesSequence = items
+    return ds
+
+
+async def _mpps(args: argparse.Namespace) -> int:
+    from stellarpacs.aio.client import ProposedContext, connect
+    from stellarpacs.uids import MPPS
+
+    client = await connect(
+        args.host,
+        args.port,
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        contexts=[ProposedContext(MPPS)],
+        connect_timeout=args.timeout,
+        dimse_timeout=args.timeout,
+    )
+    async with client:
+        attributes = mpps_attributes(args.patient_id, args.study, args.modality)
+        created = await mpps_create(client, attributes, sop_instance_uid=args.uid)
+        print(f"N-CREATE {created.sop_instance_uid}: {describe(created.status)}")
+        if not created.ok or args.final is None or created.sop_instance_uid is None:
+            return EXIT_OK if created.ok else EXIT_FAILED
+        modifications = _final_modifications(args.final, args.series)
+        updated = await mpps_set(client, created.sop_instance_uid, modifications)
+        print(f"N-SET {created.sop_instance_uid} {args.final}: {describe(updated.status)}")
+        return EXIT_OK if updated.ok else EXIT_FAILED
+
+
+def cmd_mpps(args: argparse.Namespace) -> int:
+    from stellarpacs.cli import _run
+
+    return _run(_mpps(args))
+
+
+def _add_peer(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("host", help="peer host name or address")
+    parser.add_argument("port", type=int, help="peer TCP port")
+    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
+    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for answers")
+
+
+def register(commands: Any) -> None:
+    """Add ``commit`` and ``mpps`` to the command line."""
+    parser = commands.add_parser("commit", help="request storage commitment (N-ACTION)")
+    _add_peer(parser)
+    parser.add_argument("paths", nargs="*", help="files or folders whose instances to commit")
+    parser.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="CLASS/INSTANCE",
+        help="a SOP class and instance UID to commit, besides the files",
+    )
+    parser.add_argument(
+        "--listen-port",
+        type=int,
+        dest="listen_port",
+        help="port of our listener for the report on a new association "
+        "(the peer must know --aet there); without it only the same "
+        "association is watched",
+    )
+    parser.add_argument("--listen-host", default="0.0.0.0", dest="listen_host")  # fmt: skip
+    parser.set_defaults(func=cmd_commit)
+    mpps = commands.add_parser("mpps", help="send an MPPS N-CREATE (and N-SET)")
+    _add_peer(mpps)
+    mpps.add_argument("--patient-id", required=True, dest="patient_id")
+    mpps.add_argument("--study", required=True, help="Study Instance UID")
+    mpps.add_argument("--modality", default="OT")
+    mpps.add_argument("--uid", help="the MPPS SOP Instance UID (default: the peer assigns one)")
+    mpps.add_argument(
+        "--final", choices=["COMPLETED", "DISCONTINUED"], help="then N-SET this final status"
+    )
+    mpps.add_argument("--series", action="append", default=[], metavar="UID",
+                      help="a performed series (with --final)")  # fmt: skip
+    mpps.set_defaults(func=cmd_mpps)
