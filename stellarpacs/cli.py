@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.config import Config, load_config
 from stellarpacs.errors import (
     AssociationAborted,
@@ -27,6 +28,7 @@ from stellarpacs.errors import (
     DIMSEError,
     StellarPACSError,
 )
+from stellarpacs.uids import VERIFICATION
 
 if TYPE_CHECKING:
     from stellarpacs.aio.server import Server
@@ -45,16 +47,6 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "stellarpacs.retrieve_cli",
     "stellarpacs.nservices_cli",
 )
-
-
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop when it is installed (a dependency on Linux), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def _setup_logging(level: str) -> None:
@@ -153,33 +145,14 @@ async def _serve_until_signal(server: Server) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config_from(args)
     _setup_logging(config.log_level)
-    return _run(_serve(config))
+    return run(_serve(config))
 
 
 # --- echo -------------------------------------------------------------------------------
 
 
-def _add_peer_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", help="peer host name or address")
-    parser.add_argument("port", type=int, help="peer TCP port")
-    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
-    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
-    parser.add_argument("--max-pdu", type=int, default=16384, dest="max_pdu_length")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for answers")
-
-
 async def _echo(args: argparse.Namespace) -> int:
-    from stellarpacs.aio.client import connect
-
-    association = await connect(
-        args.host,
-        args.port,
-        called_ae=args.aec,
-        calling_ae=args.aet,
-        max_pdu_length=args.max_pdu_length,
-        connect_timeout=args.timeout,
-        dimse_timeout=args.timeout,
-    )
+    association = await connect_peer(args, (VERIFICATION,))
     async with association:
         for _ in range(args.repeat):
             status = await association.echo()
@@ -191,7 +164,7 @@ async def _echo(args: argparse.Namespace) -> int:
 
 def cmd_echo(args: argparse.Namespace) -> int:
     _setup_logging("WARNING")
-    return _run(_echo(args))
+    return run(_echo(args))
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -208,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve_flags(serve)
     serve.set_defaults(func=cmd_serve)
     echo = commands.add_parser("echo", help="send C-ECHO to a DICOM peer")
-    _add_peer_flags(echo)
+    add_peer_flags(echo)
     echo.add_argument("--repeat", type=int, default=1, help="C-ECHOs on the association")
     echo.set_defaults(func=cmd_echo)
     for module in _COMMAND_MODULES:

@@ -33,6 +33,7 @@ from stellarpacs.aio.nclient import (
     mpps_create,
     mpps_set,
 )
+from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import describe
 from stellarpacs.storage.nservices import CommitmentRequest, MPPSSummary, NServiceStore
 from stellarpacs.storage.paths import Layout
@@ -228,9 +229,7 @@ async def _commit(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    from stellarpacs.cli import _run
-
-    return _run(_commit(args))
+    return run(_commit(args))
 
 
 # --- mpps ---------------------------------------------------------------------------------
@@ -276,18 +275,10 @@ def _final_modifications(status: str, series: Sequence[str]) -> Dataset:
 
 
 async def _mpps(args: argparse.Namespace) -> int:
-    from stellarpacs.aio.client import ProposedContext, connect
+    from stellarpacs.aio.client import ProposedContext
     from stellarpacs.uids import MPPS
 
-    client = await connect(
-        args.host,
-        args.port,
-        called_ae=args.aec,
-        calling_ae=args.aet,
-        contexts=[ProposedContext(MPPS)],
-        connect_timeout=args.timeout,
-        dimse_timeout=args.timeout,
-    )
+    client = await connect_peer(args, [ProposedContext(MPPS)])
     async with client:
         attributes = mpps_attributes(args.patient_id, args.study, args.modality)
         created = await mpps_create(client, attributes, sop_instance_uid=args.uid)
@@ -301,23 +292,13 @@ async def _mpps(args: argparse.Namespace) -> int:
 
 
 def cmd_mpps(args: argparse.Namespace) -> int:
-    from stellarpacs.cli import _run
-
-    return _run(_mpps(args))
-
-
-def _add_peer(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", help="peer host name or address")
-    parser.add_argument("port", type=int, help="peer TCP port")
-    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
-    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for answers")
+    return run(_mpps(args))
 
 
 def register(commands: Any) -> None:
     """Add ``commit`` and ``mpps`` to the command line."""
     parser = commands.add_parser("commit", help="request storage commitment (N-ACTION)")
-    _add_peer(parser)
+    add_peer_flags(parser, timeout=60.0)
     parser.add_argument("paths", nargs="*", help="files or folders whose instances to commit")
     parser.add_argument(
         "--ref",
@@ -337,7 +318,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--listen-host", default="0.0.0.0", dest="listen_host")  # fmt: skip
     parser.set_defaults(func=cmd_commit)
     mpps = commands.add_parser("mpps", help="send an MPPS N-CREATE (and N-SET)")
-    _add_peer(mpps)
+    add_peer_flags(mpps, timeout=60.0)
     mpps.add_argument("--patient-id", required=True, dest="patient_id")
     mpps.add_argument("--study", required=True, help="Study Instance UID")
     mpps.add_argument("--modality", default="OT")

@@ -24,7 +24,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from stellarpacs.aio.client import connect
+from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.errors import ConfigError
 from stellarpacs.uids import PATIENT_ROOT_QR_FIND, PATIENT_STUDY_ONLY_QR_FIND, STUDY_ROOT_QR_FIND
 
@@ -164,16 +164,7 @@ def format_table(identifier: Dataset, matches: Sequence[Dataset]) -> str:
 async def _find(args: argparse.Namespace) -> int:
     identifier = build_identifier(args.keys, args.level, defaults=not args.no_defaults)
     model = MODELS[args.model]
-    association = await connect(
-        args.host,
-        args.port,
-        called_ae=args.aec,
-        calling_ae=args.aet,
-        contexts=[model],
-        max_pdu_length=args.max_pdu_length,
-        connect_timeout=args.timeout,
-        dimse_timeout=args.timeout,
-    )
+    association = await connect_peer(args, [model])
     matches: list[Dataset] = []
     async with association, aclosing(association.find(model, identifier)) as found:
         async for match in found:
@@ -189,21 +180,17 @@ async def _find(args: argparse.Namespace) -> int:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
-    from stellarpacs.cli import _run
-
     if args.model == "psonly" and args.level not in ("PATIENT", "STUDY"):
         raise ConfigError("the Patient/Study Only model has the PATIENT and STUDY levels only")
     if args.model == "study" and args.level == "PATIENT":
         raise ConfigError("the Study Root model has no PATIENT level; use --model patient")
-    return _run(_find(args))
+    return run(_find(args))
 
 
 def register(commands: Any) -> None:
     """Add ``find`` to the command line."""
-    from stellarpacs.cli import _add_peer_flags
-
     parser = commands.add_parser("find", help="query a DICOM peer (C-FIND)")
-    _add_peer_flags(parser)
+    add_peer_flags(parser)
     parser.add_argument(
         "-k",
         "--key",

@@ -18,8 +18,9 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect, get_contexts
+from stellarpacs.aio.client import ProposedContext, get_contexts
 from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
+from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import Service, StatusCategory, describe
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -101,19 +102,6 @@ async def _follow(stream: RetrieveStream, service: Service, what: str) -> int:
     return 0 if final.category is StatusCategory.SUCCESS else 1
 
 
-async def _open(args: argparse.Namespace, contexts: list[ProposedContext]) -> ClientAssociation:
-    return await connect(
-        args.host,
-        args.port,
-        called_ae=args.aec,
-        calling_ae=args.aet,
-        contexts=contexts,
-        max_pdu_length=args.max_pdu_length,
-        connect_timeout=args.timeout,
-        dimse_timeout=args.timeout,
-    )
-
-
 def _identifier(args: argparse.Namespace) -> Dataset | None:
     try:
         return identifier_from(args.keys, args.level)
@@ -127,7 +115,7 @@ async def _move(args: argparse.Namespace) -> int:
     if identifier is None:
         return 2
     model = MODELS[args.model][0]
-    client = await _open(args, [ProposedContext(model)])
+    client = await connect_peer(args, [ProposedContext(model)])
     async with client:
         stream = client.move(model, identifier, args.dest)
         return await _follow(stream, Service.MOVE, f"C-MOVE to {args.dest}")
@@ -146,7 +134,7 @@ async def _get(args: argparse.Namespace) -> int:
         print(f"stellarpacs get: {error}", file=sys.stderr)
         return 2
     handler = FolderStoreHandler(Path(args.output))
-    client = await _open(args, contexts)
+    client = await connect_peer(args, contexts)
     async with client:
         status = await _follow(client.get(model, identifier, handler), Service.GET, "C-GET")
     print(f"{len(handler.received)} instances written to {args.output}")
@@ -156,20 +144,15 @@ async def _get(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    from stellarpacs.cli import _run
-
-    return _run(_move(args))
+    return run(_move(args))
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from stellarpacs.cli import _run
-
-    return _run(_get(args))
+    return run(_get(args))
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", help="peer host name or address")
-    parser.add_argument("port", type=int, help="peer TCP port")
+    add_peer_flags(parser, timeout=60.0)
     parser.add_argument(
         "-k",
         "--key",
@@ -182,12 +165,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="study", help="Q/R model")
     parser.add_argument(
         "--level", default="STUDY", help="Query/Retrieve Level: PATIENT, STUDY, SERIES or IMAGE"
-    )
-    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
-    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
-    parser.add_argument("--max-pdu", type=int, default=16384, dest="max_pdu_length")
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for each answer"
     )
 
 

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.aio.storescu import StoreResult, scan_paths, store_paths
+from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import StatusCategory, category, describe
 
 __all__ = ["register"]
@@ -63,16 +64,7 @@ async def _store(args: argparse.Namespace) -> int:
     progress = _Progress(len(items), enabled=args.progress or sys.stderr.isatty())
 
     async def open_association(contexts: list[ProposedContext]) -> ClientAssociation:
-        return await connect(
-            args.host,
-            args.port,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            contexts=contexts,
-            max_pdu_length=args.max_pdu_length,
-            connect_timeout=args.timeout,
-            dimse_timeout=args.timeout,
-        )
+        return await connect_peer(args, contexts)
 
     results = await store_paths(items, open_association, on_result=progress.update)
     failures = [r for r in results if not _succeeded(r)]
@@ -84,20 +76,13 @@ async def _store(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from stellarpacs.cli import _run
-
-    return _run(_store(args))
+    return run(_store(args))
 
 
 def register(commands: Any) -> None:
     """Add ``store`` to the command line."""
     parser = commands.add_parser("store", help="send DICOM files or folders (C-STORE)")
-    parser.add_argument("host", help="peer host name or address")
-    parser.add_argument("port", type=int, help="peer TCP port")
+    add_peer_flags(parser, timeout=60.0)
     parser.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
-    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
-    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
-    parser.add_argument("--max-pdu", type=int, default=16384, dest="max_pdu_length")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for answers")
     parser.add_argument("--progress", action="store_true", help="show the progress bar always")
     parser.set_defaults(func=cmd_store)

@@ -251,11 +251,12 @@ class Server:
         session.association = association
         session.connection.accept(answer)
         self.associations.add(association)
-        log.info(
-            "association opened: %s -> %s from %s:%s, contexts: %s",
-            rq.calling_ae_title, rq.called_ae_title, *peer,
-            _describe_contexts(contexts) or "none accepted",
-        )  # fmt: skip
+        if log.isEnabledFor(logging.INFO):  # naming the contexts costs more than the echo
+            log.info(
+                "association opened: %s -> %s from %s:%s, contexts: %s",
+                rq.calling_ae_title, rq.called_ae_title, *peer,
+                _describe_contexts(contexts) or "none accepted",
+            )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._run(association))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
