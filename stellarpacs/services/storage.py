@@ -9,7 +9,8 @@ committed), so a Success means the modality may forget the image.
 Statuses (PS3.4 Table B.2-1 and the 1.3 statement 3.1.3.2.2.1): 0000 when
 durable (also for a second copy of a known instance, which is kept out),
 A702 when we could not store, C000 when the data set cannot be parsed, 0122
-when the command's SOP class is not the abstract syntax of its context.
+when the command's SOP class is not the abstract syntax of its context, 0117
+when the SOP Instance UID arrived with non-ASCII bytes (see :func:`_refusal`).
 """
 
 from __future__ import annotations
@@ -49,10 +50,14 @@ class _ArchiveSink:
         task.add_done_callback(_ABANDONED.discard)
 
 
-class _DiscardSink:
-    """Swallows the data set of a C-STORE that will be refused anyway."""
+class _Refusal:
+    """Swallows the data set of a C-STORE refused from its command alone; holds the answer."""
 
-    __slots__ = ()
+    __slots__ = ("comment", "status")
+
+    def __init__(self, status: int, comment: str) -> None:
+        self.status = status
+        self.comment = comment
 
     def write(self, data: bytes) -> None:
         pass
@@ -86,8 +91,9 @@ class StorageService:
         self, association: Association, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         assert isinstance(command, CStoreRQ)
-        if command.affected_sop_class_uid != context.abstract_syntax:
-            return _DiscardSink()
+        refusal = _refusal(context, command)
+        if refusal is not None:
+            return refusal
         incoming = self.archive.begin(
             sop_class_uid=command.affected_sop_class_uid,
             sop_instance_uid=command.affected_sop_instance_uid,
@@ -103,24 +109,51 @@ class StorageService:
         response = CStoreRSP(
             message_id_being_responded_to=request.message_id,
             status=status,
-            affected_sop_class_uid=request.affected_sop_class_uid,
-            affected_sop_instance_uid=request.affected_sop_instance_uid,
+            affected_sop_class_uid=_echoable(request.affected_sop_class_uid),
+            affected_sop_instance_uid=_echoable(request.affected_sop_instance_uid),
             error_comment=comment,
         )
         await association.send(incoming.context.context_id, response)
 
     async def _store(self, request: CStoreRQ, incoming: Incoming) -> tuple[int, str | None]:
         sink = incoming.sink
-        if not isinstance(sink, _ArchiveSink):
+        if isinstance(sink, _Refusal):
             log.warning(
-                "C-STORE of %s refused: SOP class %s not negotiated on context %d (%s)",
+                "C-STORE of %r refused with 0x%04X: %s (SOP class %r on context %d, %s)",
                 request.affected_sop_instance_uid,
+                sink.status,
+                sink.comment,
                 request.affected_sop_class_uid,
                 incoming.context.context_id,
                 incoming.context.abstract_syntax,
             )
-            return Status.SOP_CLASS_NOT_SUPPORTED, "SOP class not negotiated on this context"
+            return sink.status, sink.comment
+        assert isinstance(sink, _ArchiveSink)
         outcome = await sink.incoming.commit()
         if outcome.duplicate:
             log.warning("duplicate SOP instance %s kept out", request.affected_sop_instance_uid)
         return outcome.status, outcome.error_comment
+
+
+def _refusal(context: PresentationContext, command: CStoreRQ) -> _Refusal | None:
+    """Why a C-STORE is refused before its data set is read, or None to store it.
+
+    A UID that held non-ASCII bytes reaches us with U+FFFD in their place (the
+    command codec decodes UI values as ASCII, PS3.5 9.1): two different UIDs could
+    then name one instance, so it is refused as an invalid SOP instance (PS3.7
+    C.5.12) rather than stored under a name that is not its own.
+    """
+    if command.affected_sop_class_uid != context.abstract_syntax:
+        return _Refusal(Status.SOP_CLASS_NOT_SUPPORTED, "SOP class not negotiated on this context")
+    if not command.affected_sop_instance_uid.isascii():
+        return _Refusal(Status.INVALID_OBJECT_INSTANCE, "SOP Instance UID is not ASCII")
+    return None
+
+
+def _echoable(uid: str) -> str | None:
+    """A request UID to repeat in the response; one that cannot be encoded is left out.
+
+    Both are optional in C-STORE-RSP (PS3.7 Table 9.3-2), and a UID that arrived with
+    non-ASCII bytes cannot go back on the wire as it came.
+    """
+    return uid if uid.isascii() else None

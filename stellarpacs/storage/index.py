@@ -10,16 +10,31 @@ Higher levels are filled by the first instance that names them; a later
 instance only fills attributes that are still empty. The database is opened in
 WAL mode with a busy timeout, so the storage tools can read while the server
 writes. Every statement takes its values as parameters.
+
+Three kinds of connection, all to the same file. ``Index.db`` (aiosqlite) serves
+the async readers and the rare bulk writes (rebuild, delete). ``add()``, the hot
+path of C-STORE, runs each batch as ONE blocking call on a dedicated writer
+thread with its own plain ``sqlite3`` connection: the upserts, the inserts and
+the commit of a whole batch cost one thread hop instead of several per row.
+``get_instance_blocking()`` serves code already running in a worker thread (the
+archive's duplicate check) from a small pool of plain read connections. The
+statements that add a row are written once, as a generator that both the
+blocking and the async driver run (see ``_insert_plan``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from pydicom.dataset import Dataset
@@ -234,6 +249,185 @@ class SchemaTooNew(StellarPACSError):
     """The index was written by a newer StellarPACS; refuse rather than guess."""
 
 
+_HAS_INSTANCE = "SELECT 1 FROM instance WHERE sop_instance_uid = ?"
+_GET_INSTANCE = _SELECT_RECORD + " WHERE i.sop_instance_uid = ?"
+
+_Step = tuple[str, Sequence[object]]
+_Plan = Generator[_Step, list[tuple[Any, ...]], bool]
+_T = TypeVar("_T")
+
+
+def _insert_plan(row: InstanceRow) -> _Plan:
+    """The statements that add one row; each is sent back the rows its predecessor returned.
+
+    Sans-I/O, so one description serves the writer thread and aiosqlite alike.
+    Returns False, writing nothing, when the SOP instance is already indexed.
+    """
+    rec, hdr = row.record, row.header
+    if (yield _HAS_INSTANCE, (rec.sop_instance_uid,)):
+        return False
+    patient = yield (
+        _UPSERT_PATIENT,
+        (
+            rec.patient_id,
+            hdr.patient_name,
+            hdr.patient_name.casefold(),
+            hdr.patient_birth_date,
+            hdr.patient_sex,
+        ),
+    )
+    study = yield (
+        _UPSERT_STUDY,
+        (
+            rec.study_instance_uid,
+            patient[0][0],
+            hdr.study_date,
+            hdr.study_time,
+            hdr.accession_number,
+            hdr.study_id,
+            hdr.study_description,
+            hdr.referring_physician_name,
+        ),
+    )
+    series = yield (
+        _UPSERT_SERIES,
+        (
+            rec.series_instance_uid,
+            study[0][0],
+            hdr.modality,
+            hdr.series_number,
+            hdr.series_description,
+            hdr.body_part_examined,
+        ),
+    )
+    yield (
+        _INSERT_INSTANCE,
+        (
+            rec.sop_instance_uid,
+            series[0][0],
+            rec.sop_class_uid,
+            hdr.instance_number,
+            rec.transfer_syntax_uid,
+            hdr.specific_character_set,
+            rec.path,
+            rec.size,
+            rec.received_at,
+            rec.calling_ae,
+            hdr.header_json,
+        ),
+    )
+    return True
+
+
+def _run_plan(db: sqlite3.Connection, plan: _Plan) -> bool:
+    """Blocking driver of an insert plan."""
+    try:
+        sql, params = next(plan)
+        while True:
+            sql, params = plan.send(db.execute(sql, params).fetchall())
+    except StopIteration as done:
+        return bool(done.value)
+
+
+async def _run_plan_async(db: aiosqlite.Connection, plan: _Plan) -> bool:
+    """aiosqlite driver of an insert plan."""
+    try:
+        sql, params = next(plan)
+        while True:
+            async with db.execute(sql, params) as cur:
+                rows = [tuple(r) for r in await cur.fetchall()]
+            sql, params = plan.send(rows)
+    except StopIteration as done:
+        return bool(done.value)
+
+
+def _connect(path: Path, pragmas: Sequence[str]) -> sqlite3.Connection:
+    """Blocking: a plain connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in pragmas:
+            db.execute(pragma)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class _WriterThread:
+    """One dedicated thread that owns the write connection; every call runs on it.
+
+    A plain ``sqlite3`` connection used from one thread only, so a whole batch
+    (BEGIN, every statement, COMMIT) is one hand-off from the event loop.
+    """
+
+    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
+        self._path = path
+        self._pragmas = tuple(pragmas)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="stellarpacs-index-writer")
+        self._db: sqlite3.Connection | None = None
+
+    async def call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work)
+
+    def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._db is None:
+            self._db = _connect(self._path, self._pragmas)
+        return work(self._db)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def _close_now(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+
+class _ReadPool:
+    """Plain read-only connections for look-ups made from worker threads.
+
+    A connection serves one thread at a time and goes back to the pool after
+    each look-up, so the pool holds as many as threads looked up at once. WAL
+    lets these read while the writer thread writes.
+    """
+
+    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
+        self._path = path
+        self._pragmas = (*pragmas, "PRAGMA query_only = ON")
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise StellarPACSError("the index is not open")
+            db = self._idle.pop() if self._idle else None
+        if db is None:
+            db = _connect(self._path, self._pragmas)
+        try:
+            yield db
+        finally:
+            with self._lock:
+                keep = not self._closed
+                if keep:
+                    self._idle.append(db)
+            if not keep:
+                db.close()
+
+    def close(self) -> None:
+        """Blocking: close the idle connections; those in use close when given back."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
+
+
 class Index:
     """Async access to one index database.
 
@@ -246,6 +440,8 @@ class Index:
         self._durable = durable
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
+        self._writer: _WriterThread | None = None
+        self._readers: _ReadPool | None = None
         self.transactions = 0
 
     @property
@@ -254,27 +450,45 @@ class Index:
             raise StellarPACSError("the index is not open")
         return self._db
 
+    def _pragmas(self) -> tuple[str, ...]:
+        # FULL: a commit is on disk before a C-STORE is answered (WAL + NORMAL is not).
+        return (
+            f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}",
+            f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}",
+            "PRAGMA foreign_keys = ON",
+        )
+
     async def open(self, *, create: bool = True) -> None:
         """Connect, switch to WAL and apply the migrations still missing."""
         if not create and not self.path.exists():
             raise FileNotFoundError(f"no index at {self.path}")
         db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            busy, synchronous, foreign_keys = self._pragmas()
+            await db.execute(busy)
             await db.execute("PRAGMA journal_mode = WAL")
-            # FULL: a commit is on disk before a C-STORE is answered (WAL + NORMAL is not).
-            await db.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}")
-            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute(synchronous)
+            await db.execute(foreign_keys)
             await _migrate(db)
         except BaseException:
             await db.close()
             raise
         self._db = db
+        self._writer = _WriterThread(self.path, self._pragmas())
+        self._readers = _ReadPool(self.path, self._pragmas())
 
     async def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        writer, self._writer = self._writer, None
+        readers, self._readers = self._readers, None
+        try:
+            if writer is not None:
+                await writer.close()
+            if readers is not None:
+                await asyncio.to_thread(readers.close)
+        finally:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
 
     async def __aenter__(self) -> Index:
         await self.open()
@@ -286,15 +500,25 @@ class Index:
     # -- reads -----------------------------------------------------------------------------
 
     async def has_instance(self, sop_instance_uid: str) -> bool:
-        sql = "SELECT 1 FROM instance WHERE sop_instance_uid = ?"
-        async with self.db.execute(sql, (sop_instance_uid,)) as cur:
+        async with self.db.execute(_HAS_INSTANCE, (sop_instance_uid,)) as cur:
             return await cur.fetchone() is not None
 
     async def get_instance(self, sop_instance_uid: str) -> InstanceRecord | None:
-        sql = _SELECT_RECORD + " WHERE i.sop_instance_uid = ?"
-        async with self.db.execute(sql, (sop_instance_uid,)) as cur:
+        async with self.db.execute(_GET_INSTANCE, (sop_instance_uid,)) as cur:
             row = await cur.fetchone()
         return None if row is None else InstanceRecord(*row)
+
+    def get_instance_blocking(self, sop_instance_uid: str) -> InstanceRecord | None:
+        """Blocking ``get_instance`` for code already in a worker thread (any thread).
+
+        Sees every transaction committed before the call: each look-up is its
+        own read transaction, fetched to the end.
+        """
+        if self._readers is None:
+            raise StellarPACSError("the index is not open")
+        with self._readers.connection() as db:
+            rows = db.execute(_GET_INSTANCE, (sop_instance_uid,)).fetchall()
+        return InstanceRecord(*rows[0]) if rows else None
 
     async def get_header_json(self, sop_instance_uid: str) -> dict[str, Any] | None:
         """The stored DICOM JSON header of one instance."""
@@ -348,10 +572,15 @@ class Index:
         """Add ``rows`` in one transaction; per row, False when the SOP instance was known.
 
         The first instance of a SOP Instance UID is kept, a later one is not
-        written (PS3.4 B.4.1 leaves duplicates to the SCP).
+        written (PS3.4 B.4.1 leaves duplicates to the SCP). The whole batch is
+        one call on the writer thread; it returns once the commit is durable.
         """
-        async with self._transaction():
-            return [await self._insert(row) for row in rows]
+        if self._writer is None:
+            raise StellarPACSError("the index is not open")
+        batch = list(rows)
+        added = await self._writer.call(lambda db: _add_now(db, batch))
+        self.transactions += 1
+        return added
 
     async def rebuild(self, rows: AsyncIterator[InstanceRow]) -> tuple[int, int]:
         """Replace the whole content by ``rows`` in one transaction; (added, duplicates)."""
@@ -380,66 +609,21 @@ class Index:
         return _Transaction(self)
 
     async def _insert(self, row: InstanceRow) -> bool:
-        rec, hdr = row.record, row.header
-        if await self.has_instance(rec.sop_instance_uid):
-            return False
-        patient_pk = await self._returning_pk(
-            _UPSERT_PATIENT,
-            (
-                rec.patient_id,
-                hdr.patient_name,
-                hdr.patient_name.casefold(),
-                hdr.patient_birth_date,
-                hdr.patient_sex,
-            ),
-        )
-        study_pk = await self._returning_pk(
-            _UPSERT_STUDY,
-            (
-                rec.study_instance_uid,
-                patient_pk,
-                hdr.study_date,
-                hdr.study_time,
-                hdr.accession_number,
-                hdr.study_id,
-                hdr.study_description,
-                hdr.referring_physician_name,
-            ),
-        )
-        series_pk = await self._returning_pk(
-            _UPSERT_SERIES,
-            (
-                rec.series_instance_uid,
-                study_pk,
-                hdr.modality,
-                hdr.series_number,
-                hdr.series_description,
-                hdr.body_part_examined,
-            ),
-        )
-        await self.db.execute(
-            _INSERT_INSTANCE,
-            (
-                rec.sop_instance_uid,
-                series_pk,
-                rec.sop_class_uid,
-                hdr.instance_number,
-                rec.transfer_syntax_uid,
-                hdr.specific_character_set,
-                rec.path,
-                rec.size,
-                rec.received_at,
-                rec.calling_ae,
-                hdr.header_json,
-            ),
-        )
-        return True
+        """Add one row on ``db`` inside a transaction the caller opened."""
+        return await _run_plan_async(self.db, _insert_plan(row))
 
-    async def _returning_pk(self, sql: str, params: Sequence[object]) -> int:
-        async with self.db.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+
+def _add_now(db: sqlite3.Connection, rows: Sequence[InstanceRow]) -> list[bool]:
+    """Blocking, on the writer thread: BEGIN IMMEDIATE, every row, COMMIT (or ROLLBACK)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        added = [_run_plan(db, _insert_plan(row)) for row in rows]
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return added
 
 
 class _Transaction:

@@ -13,6 +13,7 @@ Layout::
 
     <root>/index.sqlite3                      the index (plus -wal / -shm)
     <root>/tmp/                               files being received; never instances
+    <root>/spare/                             empty files made ahead of need (see files.Spares)
     <root>/studies/<study>/<series>/<sop>.dcm one PS3.10 file per instance
 """
 
@@ -62,6 +63,7 @@ class Layout:
 
     STUDIES = "studies"
     TMP = "tmp"
+    SPARE = "spare"
     INDEX = "index.sqlite3"
 
     @property
@@ -71,6 +73,10 @@ class Layout:
     @property
     def tmp_dir(self) -> Path:
         return self.root / self.TMP
+
+    @property
+    def spare_dir(self) -> Path:
+        return self.root / self.SPARE
 
     @property
     def index_path(self) -> Path:
