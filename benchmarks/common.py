@@ -16,6 +16,7 @@ thresholds.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -32,10 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
+    "DCMQRSCP_MAX_STUDIES",
     "DCMTK_BIN",
     "HOST",
     "LAUNCHERS",
     "NODELAY_ENV",
+    "QR_LAUNCHERS",
     "SERVER_NAMES",
     "Launch",
     "RunningServer",
@@ -45,8 +48,11 @@ __all__ = [
     "median",
     "orthanc_binary",
     "peak_rss_kib",
+    "percentile",
+    "qr_unavailable_reason",
     "ratio",
     "running_server",
+    "send_files",
     "unavailable_reason",
     "versions",
     "wait_for_listen",
@@ -120,18 +126,10 @@ def orthanc_binary() -> str | None:
     return shutil.which("Orthanc")
 
 
-def _orthanc(port: int, workdir: Path, store: bool) -> Launch:
-    """Orthanc from a generated configuration: DICOM only, HTTP off, no plugins.
-
-    ``SyncStorageArea`` is Orthanc's default (true since 1.7.4): it fsyncs
-    each stored file, as StellarPACS does.
-    """
-    binary = orthanc_binary()
-    if binary is None:
-        raise RuntimeError("Orthanc is not installed")
+def _orthanc_config(port: int, workdir: Path) -> dict[str, object]:
     storage = workdir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
-    config = {
+    return {
         "Name": "stellarpacs-benchmark",
         "StorageDirectory": str(storage),
         "IndexDirectory": str(workdir / "index"),
@@ -148,9 +146,26 @@ def _orthanc(port: int, workdir: Path, store: bool) -> Launch:
         "SyncStorageArea": True,
         "SaveJobs": False,
     }
+
+
+def _orthanc_launch(workdir: Path, config: Mapping[str, object]) -> Launch:
+    binary = orthanc_binary()
+    if binary is None:
+        raise RuntimeError("Orthanc is not installed")
     path = workdir / "orthanc.json"
     path.write_text(json.dumps(config, indent=2))
     return Launch((binary, str(path)), NODELAY_ENV, "ORTHANC", fsync=True)
+
+
+def _orthanc(port: int, workdir: Path, store: bool) -> Launch:
+    """Orthanc from a generated configuration: DICOM only, HTTP off, no plugins.
+
+    ``SyncStorageArea`` is Orthanc's default (true since 1.7.4): it fsyncs
+    each stored file, as StellarPACS does.
+    """
+    if orthanc_binary() is None:
+        raise RuntimeError("Orthanc is not installed")
+    return _orthanc_launch(workdir, _orthanc_config(port, workdir))
 
 
 LAUNCHERS: Mapping[str, Launcher] = {
@@ -160,6 +175,79 @@ LAUNCHERS: Mapping[str, Launcher] = {
     "orthanc": _orthanc,
     "stellarpacs-nofsync": _stellarpacs_nofsync,
 }
+
+
+# --- query/retrieve servers (C-FIND and C-MOVE SCPs that also store what they receive) --------
+
+QR_AE_TITLE = "QRSCP"
+DCMQRSCP_MAX_STUDIES = 500  # dcmtk's DB_UpperMaxStudies: its index.dat holds no more
+
+
+def _dcmqrscp(port: int, workdir: Path, store: bool) -> Launch:
+    """dcmtk's dcmqrscp over one read-write storage area that any calling AE may use.
+
+    In its default mode it forks a child per association and the parent goes
+    on listening; with ``--single-process`` (dcmtk 3.6.7) it stops listening
+    after the first association, so the query association after the loading
+    one would be refused. A child ends when its association does.
+    """
+    storage = workdir / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    config = workdir / "dcmqrscp.cfg"
+    config.write_text(
+        f"NetworkTCPPort = {port}\nMaxPDUSize = {MAX_PDU}\nMaxAssociations = 16\n\n"
+        "HostTable BEGIN\nHostTable END\n\nVendorTable BEGIN\nVendorTable END\n\n"
+        f"AETable BEGIN\n{QR_AE_TITLE} {storage} RW ({DCMQRSCP_MAX_STUDIES}, 1024mb) ANY\n"
+        "AETable END\n"
+    )
+    argv = [str(DCMTK_BIN / "dcmqrscp"), "--disable-host-lookup"]
+    argv += ["--config", str(config), str(port)]
+    return Launch(tuple(argv), NODELAY_ENV, QR_AE_TITLE, fsync=False)
+
+
+def _pynetdicom_qrscp(port: int, workdir: Path, store: bool) -> Launch:
+    """pynetdicom's qrscp app (SQLAlchemy over SQLite), quiet, bound to loopback."""
+    storage = workdir / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    config = workdir / "qrscp.ini"
+    config.write_text(
+        f"[DEFAULT]\nae_title: {QR_AE_TITLE}\nport: {port}\nmax_pdu: {MAX_PDU}\n"
+        "acse_timeout: 30\ndimse_timeout: 30\nnetwork_timeout: 60\n"
+        f"bind_address: {HOST}\ninstance_location: {storage}\n"
+        f"database_location: {workdir / 'instances.sqlite'}\nlog_identifier: False\n"
+    )
+    argv = (sys.executable, "-m", "pynetdicom", "qrscp", "--quiet", "--config", str(config))
+    return Launch(argv, dict(os.environ), QR_AE_TITLE, fsync=False)
+
+
+def _orthanc_qr(port: int, workdir: Path, store: bool) -> Launch:
+    """Orthanc as for storage, and answering C-FIND from any AE (off by default since 1.9)."""
+    if orthanc_binary() is None:
+        raise RuntimeError("Orthanc is not installed")
+    config = _orthanc_config(port, workdir) | {"DicomAlwaysAllowFind": True}
+    return _orthanc_launch(workdir, config)
+
+
+QR_LAUNCHERS: Mapping[str, Launcher] = {
+    "stellarpacs": _stellarpacs,
+    "dcmtk": _dcmqrscp,
+    "pynetdicom": _pynetdicom_qrscp,
+    "orthanc": _orthanc_qr,
+}
+
+
+def qr_unavailable_reason(name: str) -> str | None:
+    """Why the Q/R server ``name`` cannot run here, or None when it can."""
+    if name == "dcmtk" and not os.access(DCMTK_BIN / "dcmqrscp", os.X_OK):
+        return "not installed"
+    if name == "pynetdicom":
+        try:
+            import sqlalchemy  # noqa: F401  (the qrscp app's database layer)
+        except ImportError:
+            return "needs sqlalchemy"
+    if name == "orthanc" and orthanc_binary() is None:
+        return "not installed"
+    return None
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -252,11 +340,13 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(name: str, workdir: Path, *, store: bool) -> Iterator[RunningServer]:
+def running_server(
+    name: str, workdir: Path, *, store: bool, launchers: Mapping[str, Launcher] = LAUNCHERS
+) -> Iterator[RunningServer]:
     """Start server ``name`` on a free loopback port in ``workdir``; always stopped on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    launch = LAUNCHERS[name](port, workdir, store)
+    launch = launchers[name](port, workdir, store)
     with open(workdir / "server.log", "wb") as log:
         process = subprocess.Popen(
             launch.argv,
@@ -277,11 +367,50 @@ def running_server(name: str, workdir: Path, *, store: bool) -> Iterator[Running
         server.stop()
 
 
+def send_files(server: RunningServer, folder: Path, *, timeout: float, calling_ae: str) -> None:
+    """Send every file under ``folder`` to ``server`` with dcmtk's storescu, one association.
+
+    ``--required`` proposes only the SOP classes of the files; the log goes to
+    the server's workdir. Raises when storescu fails, reports an error line,
+    or has not finished within ``timeout`` seconds (it is then killed).
+    """
+    argv = [str(DCMTK_BIN / "storescu"), "--aetitle", calling_ae, "--call", server.ae_title]
+    argv += ["--max-pdu", str(MAX_PDU), "--required", "--scan-directories", "--recurse"]
+    argv += [HOST, str(server.port), str(folder)]
+    log_path = server.workdir / "storescu.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            argv, env=dict(NODELAY_ENV), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"storescu still running after {timeout:.0f} s") from None
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+    text = log_path.read_text(errors="replace")
+    errors = [line for line in text.splitlines() if line.startswith(("E:", "F:"))]
+    if process.returncode != 0 or errors:
+        detail = (errors or text.splitlines() or ["no output"])[0]
+        raise RuntimeError(f"storescu exited {process.returncode}: {detail}")
+
+
 # --- reporting ---------------------------------------------------------------------------
 
 
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``fraction`` 0.95 for p95); None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 def ratio(ours: float | None, theirs: float | None) -> float | None:

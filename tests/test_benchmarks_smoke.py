@@ -69,3 +69,13 @@ def test_store_throughput_quick_runs_every_server_and_scenario(tmp_path: Path) -
     for scenario in scenarios.values():
         assert scenario["servers"]["stellarpacs"]["instances_per_s"] > 0
         assert scenario["servers"]["stellarpacs"]["fsync"] is True
+
+
+def test_find_latency_quick_runs_every_server_and_query(tmp_path: Path) -> None:
+    flags = ("--results-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"))
+    output = _run("find_latency.py", *flags)
+    _assert_every_server_has_a_row(output, tables=4)
+    (saved,) = tmp_path.glob("find_latency-*.json")
+    servers = json.loads(saved.read_text())["servers"]
+    assert set(servers) == set(SERVERS)
+    assert set(servers["stellarpacs"]) == {"patient-id", "name-prefix", "name-infix", "date-range"}
