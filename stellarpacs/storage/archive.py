@@ -17,7 +17,7 @@ or a complete indexed instance. ``open()`` removes what a crash left in
 
 Per small instance the time goes to the three syncs (file, directory, SQLite
 WAL; about 1-2 ms on our VM disk), the header read (pydicom, about 0.2 ms;
-repeated element values are converted once, see ``files._Memo``) and two
+repeated element values are converted once, see ``header._Memo``) and two
 thread hand-offs (about 0.1-0.2 ms each).
 
 Statuses follow the 1.3 conformance statement: 0xA702 (Refused: Out of
@@ -37,6 +37,7 @@ from pathlib import Path
 
 from stellarpacs.errors import LocalProtocolError
 from stellarpacs.storage import files
+from stellarpacs.storage.header import open_received
 from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, row_from_dataset
 from stellarpacs.storage.paths import Layout
 
@@ -448,7 +449,7 @@ class Archive:
     @staticmethod
     def _row(incoming: IncomingInstance, temp: files.TempFile) -> InstanceRow:
         """Blocking: the index row of a received file, from its header read back."""
-        dataset = files.open_received(
+        dataset = open_received(
             temp.path, offset=temp.header_size, transfer_syntax_uid=incoming.transfer_syntax_uid
         )
         return row_from_dataset(

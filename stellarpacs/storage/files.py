@@ -1,57 +1,39 @@
-"""PS3.10 files: the meta header, the temporary file, the atomic move, the header read back.
+"""PS3.10 files: the meta header, the temporary file, the spares, the atomic move.
 
 The data set is written exactly as the peer sent it; this module only puts a
 PS3.10 preamble and File Meta Information (PS3.10 7.1) in front of it. Writes
 to the temporary file are plain buffered writes (cheap enough for the event
 loop); everything that can block for milliseconds (fsync, rename, directory
-fsync, reading a header back) is a separate blocking function that the caller
-runs in a worker thread, once per instance.
+fsync) is a separate blocking function that the caller runs in a worker
+thread, once per instance. Reading a header back is :mod:`header`; this module
+needs no pydicom, so the SCU side can write files with it too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
 import struct
 import threading
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileDataset
-from pydicom.filereader import read_dataset, read_file_meta_info
-from pydicom.multival import MultiValue
-from pydicom.tag import Tag
-from pydicom.uid import PrivateTransferSyntaxes
+from typing import BinaryIO
 
 from stellarpacs.errors import DIMSEError
 
 __all__ = [
     "CANNOT_UNDERSTAND",
     "DirSync",
-    "FileMeta",
-    "HeaderSummary",
     "Spares",
     "TempFile",
     "UnreadableDataSet",
     "clean_tmp",
     "encode_file_meta",
     "fsync_dir",
-    "header_uids",
     "install",
-    "open_dataset",
-    "open_received",
-    "read_meta",
     "remove_quietly",
-    "summarize",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,26 +41,19 @@ log = logging.getLogger(__name__)
 CANNOT_UNDERSTAND = 0xC000  # PS3.4 Table B.2-1, "Error: Cannot understand"
 PREAMBLE = bytes(128)  # PS3.10 7.1: 128 zero bytes, then "DICM"
 PREFIX = b"DICM"
-_UNDEFINED = 0xFFFFFFFF
-_DEFER_SIZE = 1024  # values above this stay on disk until asked for
 _WRITE_BUFFER = 256 * 1024
 
 
 class UnreadableDataSet(DIMSEError):
-    """The bytes are not a data set pydicom can walk; answered with C000 (PS3.4 B.2.3)."""
+    """The bytes are not a data set we can store or walk; answered with C000 (PS3.4 B.2.3).
+
+    Raised by :mod:`header` for what pydicom cannot parse, and here for a meta
+    value too long for its element; it lives here so that this module needs
+    no pydicom.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(CANNOT_UNDERSTAND, message)
-
-
-@dataclass(frozen=True, slots=True)
-class FileMeta:
-    """What the group 0002 of a stored file says about it (PS3.10 Table 7.1-1)."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    source_ae: str
 
 
 # -- File Meta Information, Explicit VR Little Endian (PS3.10 7.1, PS3.5 7.1.2) ---------------
@@ -364,368 +339,3 @@ def install(src: Path, dest: Path, dirs: DirSync) -> None:
     except BaseException:
         remove_quietly(dest)
         raise
-
-
-# -- reading back ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _unreadable_as(what: str) -> Iterator[None]:
-    """pydicom's parse errors become UnreadableDataSet; an OSError with an errno is real I/O."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno is not None:
-            raise
-        raise UnreadableDataSet(f"{what}: {exc}") from exc
-    except Exception as exc:
-        raise UnreadableDataSet(f"{what}: {exc}") from exc
-
-
-def open_dataset(path: Path) -> Dataset:
-    """Blocking: the data set of a PS3.10 file, header only, pixel data never loaded.
-
-    pydicom is lenient; on top of it we refuse what cannot be a data set at all:
-    no element, or a top-level element whose value runs past the end of the file.
-    Values above 1 KB stay on disk until read, so the file must still be there
-    when the caller looks at them. An OSError with an errno is a real I/O error
-    and propagates as such.
-    """
-    with _unreadable_as("data set cannot be parsed"):
-        size = path.stat().st_size
-        ds = dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE)
-    return _checked(ds, size)
-
-
-# Data set encodings (implicit VR, little endian) other than Explicit VR Little Endian,
-# which every other syntax uses (PS3.5 A.1-A.4); as pydicom's dcmread chooses them
-_ENCODINGS = {"1.2.840.10008.1.2": (True, True), "1.2.840.10008.1.2.2": (False, False)}
-_DEFLATED = "1.2.840.10008.1.2.1.99"  # PS3.5 A.5: the data set itself is deflated
-
-
-def open_received(path: Path, *, offset: int, transfer_syntax_uid: str) -> Dataset:
-    """Blocking: :func:`open_dataset` of a file whose meta we wrote ourselves.
-
-    The data set starts at ``offset`` in ``transfer_syntax_uid``, so the
-    preamble and meta are not parsed again; the result is the one
-    ``open_dataset`` gives, for about a third less CPU. A deflated data set,
-    or a syntax pydicom registers as private, goes through ``open_dataset``.
-    """
-    if transfer_syntax_uid == _DEFLATED or transfer_syntax_uid in PrivateTransferSyntaxes:
-        return open_dataset(path)
-    implicit, little = _ENCODINGS.get(transfer_syntax_uid, (False, True))
-    with _unreadable_as("data set cannot be parsed"):
-        size = path.stat().st_size
-        with path.open("rb") as fp:
-            fp.seek(offset)
-            dataset = read_dataset(
-                fp, implicit, little, stop_when=_at_pixels, defer_size=_DEFER_SIZE
-            )
-        ds = FileDataset(str(path), dataset, None, None, implicit, little)
-        ds.set_original_encoding(implicit, little, dataset.original_character_set)
-    return _checked(ds, size)
-
-
-def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
-    return tag in _PIXEL_TAGS
-
-
-def _checked(ds: Dataset, size: int) -> Dataset:
-    """``ds`` unless it holds no element or one that runs past the end of the file."""
-    if len(ds) == 0:
-        raise UnreadableDataSet("no data element in the data set")
-    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
-        raw = ds.get_item(tag, keep_deferred=True)
-        if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
-            continue
-        if raw.value_tell + raw.length > size:
-            raise UnreadableDataSet(f"element {tag} runs past the end of the data set")
-    return ds
-
-
-def read_meta(path: Path) -> FileMeta:
-    """Blocking: the file meta of a stored file (PS3.10 7.1), without reading the data set."""
-    with _unreadable_as("no PS3.10 file meta"):
-        meta = read_file_meta_info(path)
-    # _text joins multiple values: a hostile UID with a backslash is one value to us
-    return FileMeta(
-        sop_class_uid=_text(meta, "MediaStorageSOPClassUID"),
-        sop_instance_uid=_text(meta, "MediaStorageSOPInstanceUID"),
-        transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
-        source_ae=_text(meta, "SourceApplicationEntityTitle").strip(),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderSummary:
-    """The attributes of one header that the index keeps as columns, plus the whole as JSON."""
-
-    patient_name: str = ""
-    patient_birth_date: str = ""
-    patient_sex: str = ""
-    study_date: str = ""
-    study_time: str = ""
-    accession_number: str = ""
-    study_id: str = ""
-    study_description: str = ""
-    referring_physician_name: str = ""
-    modality: str = ""
-    series_number: int | None = None
-    series_description: str = ""
-    body_part_examined: str = ""
-    instance_number: int | None = None
-    specific_character_set: str = ""
-    header_json: str = "{}"
-
-
-# -- what the index keeps of a header -------------------------------------------------------
-
-_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_INLINE_MAX = 1024  # bulk data above this is left out of the JSON
-_VALUE_MAX = 64 * 1024  # so is any other value above this
-_SQ_MAX = 1024 * 1024  # and a sequence above this
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-_CHARSET_TAG = 0x00080005
-
-
-@dataclass(frozen=True, slots=True)
-class _Converted:
-    """One top-level element as the index sees it: its DICOM JSON entry and its value.
-
-    ``json`` is None when the element is left out of the header JSON, ``value``
-    when it is absent, unreadable or too large to index.
-    """
-
-    json: dict[str, Any] | None
-    value: Any
-
-
-_NOTHING = _Converted(None, None)
-
-
-class _Memo:
-    """Conversions of element values already seen, so that repeats cost a dict look-up.
-
-    Most of a header repeats from one instance of a series to the next (class,
-    study and series attributes, image geometry), and pydicom's conversion and
-    JSON rendering of an element are the bulk of the CPU a store costs. An
-    element's conversion depends only on its tag, its VR, its bytes, their
-    byte order and the Specific Character Set in force, which together form
-    the key; so a hit returns exactly what pydicom would. Only small values of
-    a VR known without looking elsewhere are kept (no sequence, no UN, no
-    ambiguous or private VR looked up from the dictionary). Bounded: when full
-    it is emptied, which only costs conversions. The values are shared between
-    data sets and must never be mutated.
-    """
-
-    _LIMIT = 4096
-    _VALUE_LIMIT = 256
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[object, ...], _Converted] = {}
-
-    def key(self, raw: RawDataElement, charset: object) -> tuple[object, ...] | None:
-        value = raw.value
-        if value is None or len(value) > self._VALUE_LIMIT:
-            return None
-        vr = raw.VR if raw.VR is not None else _dictionary_vr(raw.tag)
-        if vr is None or vr in ("SQ", "UN"):
-            return None
-        return (int(raw.tag), vr, raw.is_little_endian, charset, bytes(value))
-
-    def get(self, key: tuple[object, ...]) -> _Converted | None:
-        return self._entries.get(key)
-
-    def put(self, key: tuple[object, ...], converted: _Converted) -> None:
-        if len(self._entries) >= self._LIMIT:
-            self._entries.clear()
-        self._entries[key] = converted
-
-
-def _dictionary_vr(tag: int) -> str | None:
-    """The VR of an implicit-VR public element when the dictionary alone decides it."""
-    if tag >> 16 & 1 or tag & 0xFFFF == 0:  # private, or a group length
-        return None
-    try:
-        vr = str(dictionary_VR(tag))
-    except KeyError:
-        return None
-    return None if " or " in vr else vr
-
-
-_MEMO = _Memo()  # one per process: CPython's GIL makes each dict operation atomic
-
-
-def _charset_of(ds: Dataset) -> object:
-    """What identifies the top level's Specific Character Set: its bytes as received."""
-    raw = ds.get_item(_CHARSET_TAG, keep_deferred=True)
-    if raw is None:
-        return None
-    if isinstance(raw, RawDataElement):
-        return None if raw.value is None else bytes(raw.value)
-    return repr(raw.value)
-
-
-def _top_element(ds: Dataset, tag: int, charset: object) -> _Converted:
-    """A top-level element converted once per distinct value (see :class:`_Memo`)."""
-    try:
-        raw = ds.get_item(tag, keep_deferred=True)
-    except Exception:
-        return _NOTHING
-    if raw is None:
-        return _NOTHING
-    key = None
-    if isinstance(raw, RawDataElement):
-        if _is_large(raw):
-            return _NOTHING
-        key = _MEMO.key(raw, charset)
-        if key is not None and (hit := _MEMO.get(key)) is not None:
-            return hit
-    converted = _convert(ds, tag)
-    if key is not None and converted.value is not None:
-        _MEMO.put(key, converted)
-    return converted
-
-
-def _convert(ds: Dataset, tag: int) -> _Converted:
-    try:
-        elem = ds[tag]
-        value = elem.value
-    except Exception as exc:
-        log.debug("left %08X out of the index: %s", tag, exc)
-        return _NOTHING
-    try:
-        return _Converted(_json_entry(elem), value)
-    except Exception as exc:
-        log.debug("left %08X out of the indexed header: %s", tag, exc)
-        return _Converted(None, value)
-
-
-def _json_entry(elem: Any) -> dict[str, Any]:
-    if elem.VR == "SQ":
-        return {"vr": "SQ", "Value": [_json_of(item) for item in elem.value]}
-    return dict(elem.to_json_dict(None, _INLINE_MAX))
-
-
-def _value(ds: Dataset, keyword: str) -> Any:
-    """The value of a top-level attribute, None when absent, unreadable or absurdly long."""
-    tag = _KEYWORD_TAGS.get(keyword) or tag_for_keyword(keyword)
-    return None if tag is None else _top_element(ds, tag, _charset_of(ds)).value
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    return _as_text(_value(ds, keyword))
-
-
-def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list | tuple):
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _is_large(raw: RawDataElement) -> bool:
-    """Too large to index; decided from the element header, before reading the value."""
-    vr = raw.VR
-    if vr is None:
-        try:
-            vr = dictionary_VR(raw.tag)
-        except KeyError:
-            vr = "UN"
-    if raw.length == _UNDEFINED:  # already in memory if it is a sequence
-        return vr != "SQ"
-    limit = _SQ_MAX if vr == "SQ" else _INLINE_MAX if vr in _BULK_VRS else _VALUE_MAX
-    return bool(raw.length > limit)
-
-
-def _json_of(ds: Dataset) -> dict[str, Any]:
-    """DICOM JSON (PS3.18 F.2) of a sequence item, without large values.
-
-    Done element by element: one value pydicom cannot convert is left out, not
-    the whole header.
-    """
-    out: dict[str, Any] = {}
-    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
-        if tag in _PIXEL_TAGS:
-            continue
-        try:
-            raw = ds.get_item(tag, keep_deferred=True)
-            if isinstance(raw, RawDataElement) and _is_large(raw):
-                continue
-            out[f"{tag:08X}"] = _json_entry(ds[tag])
-        except Exception as exc:
-            log.debug("left %s out of the indexed header: %s", tag, exc)
-    return out
-
-
-# HeaderSummary field -> the attribute it holds (PS3.4 C.6.1.1 keys); two are numbers (IS)
-_SUMMARY_KEYWORDS = {
-    "patient_name": "PatientName",
-    "patient_birth_date": "PatientBirthDate",
-    "patient_sex": "PatientSex",
-    "study_date": "StudyDate",
-    "study_time": "StudyTime",
-    "accession_number": "AccessionNumber",
-    "study_id": "StudyID",
-    "study_description": "StudyDescription",
-    "referring_physician_name": "ReferringPhysicianName",
-    "modality": "Modality",
-    "series_number": "SeriesNumber",
-    "series_description": "SeriesDescription",
-    "body_part_examined": "BodyPartExamined",
-    "instance_number": "InstanceNumber",
-    "specific_character_set": "SpecificCharacterSet",
-}
-_SUMMARY_INT = frozenset({"series_number", "instance_number"})
-_KEYWORD_TAGS: dict[str, int] = {
-    keyword: int(Tag(keyword))
-    for keyword in (
-        *_SUMMARY_KEYWORDS.values(),
-        "PatientID",
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-    )
-}
-
-
-def summarize(ds: Dataset) -> HeaderSummary:
-    """The index's view of a header (PS3.4 C.6.1.1 keys); nothing here is validated.
-
-    One pass over the top-level elements gives both the key columns and the
-    JSON; each element is converted at most once, and not at all when the
-    same value was converted before (see :class:`_Memo`).
-    """
-    charset = _charset_of(ds)
-    values: dict[int, Any] = {}
-    header: dict[str, Any] = {}
-    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
-        if tag in _PIXEL_TAGS:
-            continue
-        converted = _top_element(ds, tag, charset)
-        values[int(tag)] = converted.value
-        if converted.json is not None:
-            header[f"{tag:08X}"] = converted.json
-    fields: dict[str, Any] = {}
-    for field, keyword in _SUMMARY_KEYWORDS.items():
-        value = values.get(_KEYWORD_TAGS[keyword])
-        fields[field] = _as_int(value) if field in _SUMMARY_INT else _as_text(value)
-    return HeaderSummary(
-        **fields, header_json=json.dumps(header, separators=(",", ":"), default=str)
-    )
-
-
-def header_uids(ds: Dataset) -> tuple[str, str, str]:
-    """Patient ID, Study and Series Instance UIDs of a header; empty when missing."""
-    return (
-        _text(ds, "PatientID"),
-        _text(ds, "StudyInstanceUID"),
-        _text(ds, "SeriesInstanceUID"),
-    )

@@ -17,9 +17,10 @@ path of C-STORE, runs each batch as ONE blocking call on a dedicated writer
 thread with its own plain ``sqlite3`` connection: the upserts, the inserts and
 the commit of a whole batch cost one thread hop instead of several per row.
 ``get_instance_blocking()`` serves code already running in a worker thread (the
-archive's duplicate check) from a small pool of plain read connections. The
-statements that add a row are written once, as a generator that both the
-blocking and the async driver run (see ``_insert_plan``).
+archive's duplicate check) from a small pool of plain read connections. Those
+two live in :mod:`index_threads`. The statements that add a row are written
+once, as a generator that both the blocking and the async driver run (see
+``_insert_plan``).
 """
 
 from __future__ import annotations
@@ -27,20 +28,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
-import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 from pydicom.dataset import Dataset
 
 from stellarpacs.errors import StellarPACSError
-from stellarpacs.storage.files import HeaderSummary, header_uids, summarize
+from stellarpacs.storage.header import HeaderSummary, header_uids, summarize
+from stellarpacs.storage.index_threads import Plan, ReadPool, WriterThread, run_batch
 from stellarpacs.storage.paths import instance_relpath
 
 __all__ = [
@@ -252,12 +250,8 @@ class SchemaTooNew(StellarPACSError):
 _HAS_INSTANCE = "SELECT 1 FROM instance WHERE sop_instance_uid = ?"
 _GET_INSTANCE = _SELECT_RECORD + " WHERE i.sop_instance_uid = ?"
 
-_Step = tuple[str, Sequence[object]]
-_Plan = Generator[_Step, list[tuple[Any, ...]], bool]
-_T = TypeVar("_T")
 
-
-def _insert_plan(row: InstanceRow) -> _Plan:
+def _insert_plan(row: InstanceRow) -> Plan:
     """The statements that add one row; each is sent back the rows its predecessor returned.
 
     Sans-I/O, so one description serves the writer thread and aiosqlite alike.
@@ -319,17 +313,7 @@ def _insert_plan(row: InstanceRow) -> _Plan:
     return True
 
 
-def _run_plan(db: sqlite3.Connection, plan: _Plan) -> bool:
-    """Blocking driver of an insert plan."""
-    try:
-        sql, params = next(plan)
-        while True:
-            sql, params = plan.send(db.execute(sql, params).fetchall())
-    except StopIteration as done:
-        return bool(done.value)
-
-
-async def _run_plan_async(db: aiosqlite.Connection, plan: _Plan) -> bool:
+async def _run_plan_async(db: aiosqlite.Connection, plan: Plan) -> bool:
     """aiosqlite driver of an insert plan."""
     try:
         sql, params = next(plan)
@@ -339,93 +323,6 @@ async def _run_plan_async(db: aiosqlite.Connection, plan: _Plan) -> bool:
             sql, params = plan.send(rows)
     except StopIteration as done:
         return bool(done.value)
-
-
-def _connect(path: Path, pragmas: Sequence[str]) -> sqlite3.Connection:
-    """Blocking: a plain connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        for pragma in pragmas:
-            db.execute(pragma)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-class _WriterThread:
-    """One dedicated thread that owns the write connection; every call runs on it.
-
-    A plain ``sqlite3`` connection used from one thread only, so a whole batch
-    (BEGIN, every statement, COMMIT) is one hand-off from the event loop.
-    """
-
-    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
-        self._path = path
-        self._pragmas = tuple(pragmas)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="stellarpacs-index-writer")
-        self._db: sqlite3.Connection | None = None
-
-    async def call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work)
-
-    def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        if self._db is None:
-            self._db = _connect(self._path, self._pragmas)
-        return work(self._db)
-
-    async def close(self) -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
-        finally:
-            self._executor.shutdown(wait=False)
-
-    def _close_now(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            db.close()
-
-
-class _ReadPool:
-    """Plain read-only connections for look-ups made from worker threads.
-
-    A connection serves one thread at a time and goes back to the pool after
-    each look-up, so the pool holds as many as threads looked up at once. WAL
-    lets these read while the writer thread writes.
-    """
-
-    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
-        self._path = path
-        self._pragmas = (*pragmas, "PRAGMA query_only = ON")
-        self._idle: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._closed:
-                raise StellarPACSError("the index is not open")
-            db = self._idle.pop() if self._idle else None
-        if db is None:
-            db = _connect(self._path, self._pragmas)
-        try:
-            yield db
-        finally:
-            with self._lock:
-                keep = not self._closed
-                if keep:
-                    self._idle.append(db)
-            if not keep:
-                db.close()
-
-    def close(self) -> None:
-        """Blocking: close the idle connections; those in use close when given back."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for db in idle:
-            db.close()
 
 
 class Index:
@@ -440,8 +337,8 @@ class Index:
         self._durable = durable
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
-        self._writer: _WriterThread | None = None
-        self._readers: _ReadPool | None = None
+        self._writer: WriterThread | None = None
+        self._readers: ReadPool | None = None
         self.transactions = 0
 
     @property
@@ -474,8 +371,8 @@ class Index:
             await db.close()
             raise
         self._db = db
-        self._writer = _WriterThread(self.path, self._pragmas())
-        self._readers = _ReadPool(self.path, self._pragmas())
+        self._writer = WriterThread(self.path, self._pragmas())
+        self._readers = ReadPool(self.path, self._pragmas())
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
@@ -577,8 +474,8 @@ class Index:
         """
         if self._writer is None:
             raise StellarPACSError("the index is not open")
-        batch = list(rows)
-        added = await self._writer.call(lambda db: _add_now(db, batch))
+        plans = [_insert_plan(row) for row in rows]
+        added = await self._writer.call(lambda db: run_batch(db, plans))
         self.transactions += 1
         return added
 
@@ -611,19 +508,6 @@ class Index:
     async def _insert(self, row: InstanceRow) -> bool:
         """Add one row on ``db`` inside a transaction the caller opened."""
         return await _run_plan_async(self.db, _insert_plan(row))
-
-
-def _add_now(db: sqlite3.Connection, rows: Sequence[InstanceRow]) -> list[bool]:
-    """Blocking, on the writer thread: BEGIN IMMEDIATE, every row, COMMIT (or ROLLBACK)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        added = [_run_plan(db, _insert_plan(row)) for row in rows]
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    return added
 
 
 class _Transaction:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from stellarpacs.storage import files
+from stellarpacs.storage import files, header
 from stellarpacs.storage.index import (
     Index,
     InstanceRecord,
@@ -113,7 +113,7 @@ def _check_record(layout: Layout, record: InstanceRecord) -> Problem | None:
         size = path.stat().st_size
         if size != record.size:
             return Problem(ProblemKind.SIZE_MISMATCH, record.path, f"{size} != {record.size}")
-        meta = files.read_meta(path)
+        meta = header.read_meta(path)
     except FileNotFoundError:
         return Problem(ProblemKind.MISSING, record.path, record.sop_instance_uid)
     except (OSError, ValueError, files.UnreadableDataSet) as exc:
@@ -188,10 +188,10 @@ async def verify(root: Path) -> VerifyReport:
 def _row_from_file(layout: Layout, relpath: str) -> InstanceRow:
     """Blocking: an index row from a stored file alone (the file store is the truth)."""
     path = layout.absolute(relpath)
-    meta = files.read_meta(path)
+    meta = header.read_meta(path)
     stat = path.stat()
     return row_from_dataset(
-        files.open_dataset(path),
+        header.open_dataset(path),
         sop_instance_uid=meta.sop_instance_uid,
         sop_class_uid=meta.sop_class_uid,
         transfer_syntax_uid=meta.transfer_syntax_uid,

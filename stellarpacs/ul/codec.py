@@ -2,9 +2,10 @@
 
 Theory of operation: :func:`encode_pdu` turns one PDU dataclass into its
 big-endian wire bytes; :func:`decode_pdu` turns the bytes of exactly one PDU
-(header included) back into a dataclass; :class:`PDUReader` cuts a byte
-stream into PDUs and refuses an oversize PDU from its 6-byte header alone,
-before its body is buffered.
+(header included) back into a dataclass; :func:`peek_header` checks what a
+6-byte PDU header alone can tell, which lets
+:class:`~stellarpacs.ul.reader.PDUReader` (the stream reader, its own module)
+refuse a bad PDU before its body is buffered.
 
 The two directions are kept symmetric: whatever :func:`decode_pdu` returns
 can be encoded again, and every value :func:`encode_pdu` accepts decodes to
@@ -49,12 +50,14 @@ from stellarpacs.ul.pdus import (
     UserInformation,
 )
 
-__all__ = ["PDUReader", "decode_pdu", "encode_pdu"]
+__all__ = ["HEADER_SIZE", "decode_pdu", "encode_pdu", "peek_header"]
 
 _INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
 _UNEXPECTED = AbortReason.UNEXPECTED_PDU_PARAMETER
 
 _HEADER = struct.Struct(">BxI")  # PDU-type, reserved, PDU-length (PS3.8 9.3.1)
+HEADER_SIZE = _HEADER.size
+"""Bytes of the PDU header that precedes every PDU body (PS3.8 9.3.1)."""
 _ITEM = struct.Struct(">BxH")  # item-type, reserved, item-length
 _PDV = struct.Struct(">IBB")  # item-length, context id, message control header
 _ASSOC = struct.Struct(">H2x16s16s32x")  # version, reserved, called, calling, reserved
@@ -549,12 +552,19 @@ _DECODERS: dict[int, Callable[[bytes], PDU]] = {
 }
 
 
-def _check_header(pdu_type: int, length: int) -> None:
-    """What a 6-byte PDU header alone can tell: known type, plausible length."""
+def peek_header(data: bytes | bytearray, offset: int = 0) -> tuple[int, int]:
+    """PDU-type and PDU-length of the header at ``offset``, checked (PS3.8 9.3.1).
+
+    What a 6-byte header alone can tell: a known type, and a plausible length
+    for the PDUs whose length is fixed. The caller has made sure that
+    :data:`HEADER_SIZE` bytes are there.
+    """
+    pdu_type, length = _HEADER.unpack_from(data, offset)
     if pdu_type not in _PDU_TYPES:
         raise _fail(f"unrecognized PDU type 0x{pdu_type:02X}", AbortReason.UNRECOGNIZED_PDU)
     if pdu_type in _FIXED_LENGTH and length != 4:
         raise _fail(f"{PDUType(pdu_type).name} PDU-length is {length}, not 4")
+    return pdu_type, length
 
 
 def decode_pdu(data: bytes | bytearray | memoryview) -> PDU:
@@ -565,69 +575,7 @@ def decode_pdu(data: bytes | bytearray | memoryview) -> PDU:
     buf = data if isinstance(data, bytes) else bytes(data)
     if len(buf) < _HEADER.size:
         raise _fail(f"a PDU needs a 6-byte header, got {len(buf)} bytes")
-    pdu_type, length = _HEADER.unpack_from(buf)
-    _check_header(pdu_type, length)
+    pdu_type, length = peek_header(buf)
     if length != len(buf) - _HEADER.size:
         raise _fail(f"PDU-length {length} disagrees with the {len(buf) - 6} bytes that follow")
     return _DECODERS[pdu_type](buf)
-
-
-# --------------------------------------------------------------------------- stream reader
-
-
-class PDUReader:
-    """Cut a byte stream into PDUs, refusing oversize ones from their header (PS3.8 9.3.1, D.1).
-
-    ``max_pdata_length`` is the Maximum Length we announced (0: no limit):
-    a P-DATA-TF whose PDU-length exceeds it is a protocol error.  Other PDUs
-    are bounded by ``max_other_length`` (0: no limit) so that a peer cannot
-    make us buffer an unbounded A-ASSOCIATE-RQ.  Bytes are kept in one
-    bytearray with a read offset that is compacted now and then, so a stream
-    of P-DATA-TF costs linear time.
-    """
-
-    _COMPACT_AT = 1 << 16
-
-    def __init__(self, max_pdata_length: int = 16384, max_other_length: int = 1 << 20) -> None:
-        self._max_pdata = max_pdata_length
-        self._max_other = max_other_length
-        self._buf = bytearray()
-        self._pos = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet returned as a PDU."""
-        return len(self._buf) - self._pos
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes."""
-        if self._pos and (self._pos >= self._COMPACT_AT or self._pos * 2 >= len(self._buf)):
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
-
-    def next_pdu(self) -> PDU | None:
-        """Return the next complete PDU, or ``None`` until more bytes arrive."""
-        start = self._pos
-        if len(self._buf) - start < _HEADER.size:
-            return None
-        pdu_type, length = _HEADER.unpack_from(self._buf, start)
-        _check_header(pdu_type, length)
-        self._check_limit(pdu_type, length)
-        end = start + _HEADER.size + length
-        if len(self._buf) < end:
-            return None
-        with memoryview(self._buf) as view:
-            raw = bytes(view[start:end])
-        pdu = decode_pdu(raw)
-        self._pos = end
-        return pdu
-
-    def _check_limit(self, pdu_type: int, length: int) -> None:
-        if pdu_type == PDUType.P_DATA_TF:
-            limit, what = self._max_pdata, "maximum length"
-        else:
-            limit, what = self._max_other, "limit for non-data PDUs"
-        if limit and length > limit:
-            name = PDUType(pdu_type).name
-            raise _fail(f"{name} PDU-length {length} exceeds our {what} {limit}")

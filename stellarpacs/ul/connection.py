@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from stellarpacs.errors import LocalProtocolError, RemoteProtocolError
 from stellarpacs.ul import fsm
-from stellarpacs.ul.codec import PDUReader, encode_pdu
+from stellarpacs.ul.codec import encode_pdu
 from stellarpacs.ul.fsm import Event as FsmEvent
 from stellarpacs.ul.fsm import Input, Primitive, State
 from stellarpacs.ul.pdus import (
@@ -43,6 +43,7 @@ from stellarpacs.ul.pdus import (
     AReleaseRQ,
     PDataTF,
 )
+from stellarpacs.ul.reader import PDUReader
 
 __all__ = [
     "Aborted",

@@ -1,13 +1,15 @@
-"""Small data sets, encoded by pydicom in a given transfer syntax, and a store helper."""
+"""Small data sets, encoded by pydicom in a given transfer syntax, PS3.10 files, a store helper."""
 
 from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
+from stellarpacs.storage import files
 from stellarpacs.storage.archive import Archive, StoreOutcome
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -67,6 +69,44 @@ def implicit_element(tag: int, value: bytes) -> bytes:
     if len(value) % 2:
         value += b"\0"
     return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+
+def file_meta(**overrides: str) -> bytes:
+    """Preamble and group 0002 as the archive writes them; ``overrides`` change fields."""
+    values = {
+        "sop_class_uid": CT_IMAGE,
+        "sop_instance_uid": "1.2.3.4",
+        "transfer_syntax_uid": EXPLICIT_LE,
+        "implementation_class_uid": "1.2.826.0.1.3680043.2.914",
+        "implementation_version_name": "StellarPACS_1.3",
+        "source_ae": "MODALITY1",
+    }
+    values.update(overrides)
+    return files.encode_file_meta(**values)
+
+
+def write_file(path: Path, header: bytes, data: bytes) -> Path:
+    path.write_bytes(header + data)
+    return path
+
+
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
+
+
+def dataset_offset(raw: bytes) -> int:
+    """Where the data set of a PS3.10 file starts: past preamble, DICM and group 0002.
+
+    Walks the meta elements (always Explicit VR Little Endian, PS3.10 7.1) rather
+    than trusting the group length, which some writers leave out.
+    """
+    pos = 132
+    while struct.unpack_from("<H", raw, pos)[0] == 0x0002:
+        vr = raw[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            pos += 12 + struct.unpack_from("<I", raw, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", raw, pos + 6)[0]
+    return pos
 
 
 def meta_fields(fm: Dataset) -> dict[str, object]:

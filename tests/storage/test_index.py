@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stellarpacs.storage import index as index_module
-from stellarpacs.storage.files import HeaderSummary
+from stellarpacs.storage.header import HeaderSummary
 from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, SchemaTooNew
 
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stellarpacs.errors import AbortReason, LocalProtocolError, RemoteProtocolError
-from stellarpacs.ul.codec import PDUReader, decode_pdu, encode_pdu
+from stellarpacs.ul.codec import decode_pdu, encode_pdu
 from stellarpacs.ul.pdus import (
     PDU,
     AAbort,
@@ -37,6 +37,7 @@ from stellarpacs.ul.pdus import (
     UserIdentityType,
     UserInformation,
 )
+from stellarpacs.ul.reader import PDUReader
 from tests.ul import strategies as S
 
 VERIFICATION = "1.2.840.10008.1.1"
