@@ -195,8 +195,12 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         StatusService.FIND,
         "Hierarchical search of the Patient Root, Study Root and Patient/Study Only models "
         "(PS3.4 C.4.1); Person Name matching is case-insensitive unless "
-        "`case_insensitive_person_names` is false. A failure ends the operation, never the "
-        "association.",
+        "`case_insensitive_person_names` is false. Matching (PS3.4 C.2.2.2): single value, "
+        "universal, wildcard `*` and `?`, list of UIDs, range on DA, TM and DT, one level of "
+        "sequence matching. Study Date and Study Time given as ranges are always matched as one "
+        "combined date-time range, without the extended negotiation that asks for it. Time-zone "
+        "offsets in DT are ignored; a Person Name is matched as one whole value, not per "
+        "component group. A failure ends the operation, never the association.",
         charset="C-FIND responses carry the request's Specific Character Set when it can "
         "encode every returned value, else ISO_IR 192 (UTF-8) when a value is not ASCII.",
     ),
