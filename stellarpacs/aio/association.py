@@ -322,7 +322,8 @@ class Association:
             if item.error is not None:
                 raise item.error
             if self.connection.state is State.STA8:
-                self.connection.release_response()  # AR-4
+                # AR-4 starts ARTIM: time it from now, not from the last PDU.
+                self.connection.release_response(now=asyncio.get_running_loop().time())
                 self.end_reason = self.end_reason or "released"
                 self._pump()
             return None
@@ -406,7 +407,7 @@ class Association:
         """A-ABORT (service-user source); the association ends at once."""
         self.end_reason = self.end_reason or "aborted by local user"
         self._abandon_pending()
-        self.connection.abort()
+        self.connection.abort(now=asyncio.get_running_loop().time())
         self._pump()
         if not self._released.done():
             self._released.set_exception(AssociationAborted("aborted by local user"))
