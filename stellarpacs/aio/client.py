@@ -14,19 +14,16 @@ import os
 import tempfile
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
 
 from stellarpacs.aio.association import Association, Incoming, SinkFactory
-from stellarpacs.aio.retrieve_scu import RetrieveStream, StoreHandler, encode_identifier
+from stellarpacs.aio.retrieve_scu import RetrieveStream, StoreHandler
 from stellarpacs.aio.transport import ULProtocol
+from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import (
     CCancelRQ,
     CEchoRQ,
@@ -175,16 +172,14 @@ class ClientAssociation:
         ``break`` rather than when the generator is collected.
         """
         context = self.association.context_for(model_uid)
-        implicit = context.transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-        buffer = DicomBytesIO()
-        buffer.is_implicit_VR, buffer.is_little_endian = implicit, True
-        write_dataset(buffer, identifier)
         rq = CFindRQ(
             message_id=self.association.next_message_id(),
             affected_sop_class_uid=model_uid,
             priority=priority,
         )
-        await self.association.send(context.context_id, rq, buffer.getvalue())
+        await self.association.send(
+            context.context_id, rq, encode_dataset(identifier, context.transfer_syntax)
+        )
         done = False
         try:
             while not done:
@@ -199,7 +194,7 @@ class ClientAssociation:
                 kind = category(rsp.status)
                 if kind is StatusCategory.PENDING:
                     if incoming.dataset is not None:
-                        yield read_dataset(BytesIO(incoming.dataset), implicit, True)
+                        yield decode_dataset(incoming.dataset, context.transfer_syntax)
                     continue
                 done = True
                 if kind is StatusCategory.FAILURE:
@@ -276,7 +271,7 @@ class ClientAssociation:
             move_destination=destination,
             priority=priority,
         )
-        data = encode_identifier(identifier, context.transfer_syntax)
+        data = encode_dataset(identifier, context.transfer_syntax)
         return RetrieveStream(self, context, request, data)
 
     def get(
@@ -299,7 +294,7 @@ class ClientAssociation:
             affected_sop_class_uid=model_uid,
             priority=priority,
         )
-        data = encode_identifier(identifier, context.transfer_syntax)
+        data = encode_dataset(identifier, context.transfer_syntax)
         return RetrieveStream(self, context, request, data, handler)
 
     async def release(self, timeout: float = 30.0) -> None:

@@ -35,6 +35,7 @@ from stellarpacs.aio.client import DEFAULT_TRANSFER_SYNTAXES, ClientAssociation,
 from stellarpacs.aio.client import connect as _connect
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config
+from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import (
     Message,
     NActionRQ,
@@ -48,7 +49,6 @@ from stellarpacs.dimse.commands import (
 )
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import AssociationAborted, DIMSEError
-from stellarpacs.services.datasets import decode_dataset, encode_dataset
 from stellarpacs.uids import (
     MPPS,
     STORAGE_COMMITMENT_PUSH,

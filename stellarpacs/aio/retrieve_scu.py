@@ -25,17 +25,12 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
-
 from stellarpacs.aio.association import Association, DatasetSink, Incoming, SinkFactory
+from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import (
     CCancelRQ,
     CGetRQ,
@@ -53,7 +48,6 @@ from stellarpacs.storage.paths import INSTANCE_SUFFIX, uid_component
 from stellarpacs.uids import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
-    IMPLICIT_VR_LITTLE_ENDIAN,
 )
 from stellarpacs.ul.negotiation import PresentationContext
 
@@ -65,31 +59,12 @@ __all__ = [
     "RetrieveResponse",
     "RetrieveStream",
     "StoreHandler",
-    "decode_identifier",
-    "encode_identifier",
 ]
 
 log = logging.getLogger("stellarpacs.retrieve_scu")
 
 
 # --- identifiers ------------------------------------------------------------------------------
-
-
-def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
-    """``ds`` without file meta in the context's (uncompressed) syntax (PS3.7 6.3.1)."""
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-    buffer.is_little_endian = True
-    write_dataset(buffer, ds)
-    return buffer.getvalue()
-
-
-def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
-    """Parse a response identifier; DIMSEError 0xC000 when it cannot be read."""
-    try:
-        return read_dataset(BytesIO(data), transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN, True)
-    except Exception as error:  # pydicom raises many kinds on malformed input
-        raise DIMSEError(0xC000, f"response identifier cannot be parsed: {error}") from error
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -128,7 +103,7 @@ class RetrieveResponse:
         assert isinstance(rsp, CMoveRSP | CGetRSP)
         failed: tuple[str, ...] = ()
         if incoming.dataset:
-            ds = decode_identifier(incoming.dataset, incoming.context.transfer_syntax)
+            ds = decode_dataset(incoming.dataset, incoming.context.transfer_syntax)
             value = ds.get("FailedSOPInstanceUIDList")
             if value:
                 failed = (str(value),) if isinstance(value, str) else tuple(map(str, value))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from stellarpacs.aio.association import Association
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
+from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.storage.files import encode_file_meta
@@ -305,19 +306,11 @@ async def read_ahead(
 def transcode(path: Path, transfer_syntax: str) -> bytes:
     """Blocking: the data set of ``path`` (no file meta) in an uncompressed ``transfer_syntax``."""
     import pydicom
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-    from pydicom.uid import UID
 
     ds = pydicom.dcmread(path, force=True)
     if ds.file_meta.TransferSyntaxUID.is_compressed and "PixelData" in ds:
         ds.decompress(generate_instance_uid=False)  # the same instance, only re-encoded
-    target = UID(transfer_syntax)
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR = target.is_implicit_VR
-    buffer.is_little_endian = target.is_little_endian
-    write_dataset(buffer, ds)
-    return buffer.getvalue()
+    return encode_dataset(ds, transfer_syntax)
 
 
 async def send_item(
@@ -416,8 +409,6 @@ def dataset_file(ds: Dataset, folder: Path, transfer_syntax: str | None = None) 
     (PS3.5 A.4). Deflated syntaxes are refused (ValueError), as is a data set
     without SOP Class and SOP Instance UIDs.
     """
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
     from pydicom.uid import UID
 
     meta = getattr(ds, "file_meta", None)
@@ -430,10 +421,7 @@ def dataset_file(ds: Dataset, folder: Path, transfer_syntax: str | None = None) 
     sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     if not sop_class or not sop_instance:
         raise ValueError("the data set has no SOP Class UID or SOP Instance UID")
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR = uid.is_implicit_VR
-    buffer.is_little_endian = uid.is_little_endian
-    write_dataset(buffer, ds)
+    body = encode_dataset(ds, str(uid))
     header = encode_file_meta(
         sop_class_uid=str(sop_class),
         sop_instance_uid=str(sop_instance),
@@ -443,7 +431,7 @@ def dataset_file(ds: Dataset, folder: Path, transfer_syntax: str | None = None) 
         source_ae="",
     )
     path = folder / f"{uid_component(str(sop_instance))}{INSTANCE_SUFFIX}"
-    path.write_bytes(header + buffer.getvalue())
+    path.write_bytes(header + body)
     return path
 
 

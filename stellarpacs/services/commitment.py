@@ -57,11 +57,11 @@ from stellarpacs.aio.nclient import (
     read_action_information,
 )
 from stellarpacs.config import Config
+from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
 from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
-from stellarpacs.services.datasets import decode_dataset, encode_dataset
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.index import InstanceRecord
 from stellarpacs.storage.nservices import CommitmentRequest, NServiceStore

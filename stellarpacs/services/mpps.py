@@ -37,10 +37,10 @@ from pydicom.dataset import Dataset
 
 from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.nclient import new_uid
+from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import Message, NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
-from stellarpacs.services.datasets import decode_dataset
 from stellarpacs.storage.nservices import MPPSRecord, NServiceStore
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,

@@ -30,11 +30,10 @@ from typing import Final
 
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 
 from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.config import Config
+from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
@@ -101,11 +100,7 @@ def encode_identifier(ds: Dataset, transfer_syntax: str, charset: str | None = N
     """
     if charset:
         ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
-    fp = DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-    write_dataset(fp, ds)
-    return fp.getvalue()
+    return encode_dataset(ds, transfer_syntax)
 
 
 def _comment(text: str) -> str:

@@ -41,10 +41,10 @@ from stellarpacs.aio.storescu import (
     send_item,
 )
 from stellarpacs.config import Config
+from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
-from stellarpacs.services.datasets import decode_dataset, encode_dataset
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.index import InstanceRecord
 from stellarpacs.storage.retrieval import instances_for, retrieve_keys

@@ -262,7 +262,7 @@ def test_get_contexts_ask_for_the_scp_role_one_syntax_each() -> None:
 
 def test_retrieve_response_reads_counts_and_failed_uids() -> None:
     from stellarpacs.aio.association import Incoming
-    from stellarpacs.aio.retrieve_scu import encode_identifier
+    from stellarpacs.datasets import encode_dataset
     from stellarpacs.dimse.commands import CMoveRSP
     from stellarpacs.ul.negotiation import PresentationContext
 
@@ -277,7 +277,7 @@ def test_retrieve_response_reads_counts_and_failed_uids() -> None:
         has_dataset=True,
     )
     context = PresentationContext(1, STUDY_ROOT_QR_MOVE, EXPLICIT_VR_LITTLE_ENDIAN)
-    incoming = Incoming(context, rsp, encode_identifier(ds, EXPLICIT_VR_LITTLE_ENDIAN))
+    incoming = Incoming(context, rsp, encode_dataset(ds, EXPLICIT_VR_LITTLE_ENDIAN))
     response = RetrieveResponse.of(incoming)
     assert response.failed_sop_instance_uids == ("1.2.3", "1.2.4")
     assert (response.completed, response.failed, response.remaining) == (3, 2, None)

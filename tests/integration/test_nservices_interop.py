@@ -41,9 +41,9 @@ from stellarpacs.aio.nclient import (
 )
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config, RemoteAE
+from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
 from stellarpacs.services.commitment import CommitmentService
-from stellarpacs.services.datasets import encode_dataset
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.registry import ServiceSet, default_services
 from stellarpacs.storage.archive import Archive

@@ -21,9 +21,9 @@ from stellarpacs.aio.nclient import (
     action_information,
 )
 from stellarpacs.config import Config, RemoteAE
+from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NActionRQ, NActionRSP
 from stellarpacs.services.commitment import CommitmentService, DeliveryWorker, assess
-from stellarpacs.services.datasets import encode_dataset
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.nservices import CommitmentRequest, CommitmentState, NServiceStore
 from stellarpacs.uids import (

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from stellarpacs.aio.association import Incoming
+from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
 from stellarpacs.errors import DIMSEError
-from stellarpacs.services.datasets import encode_dataset
 from stellarpacs.services.mpps import (
     MAY_NO_LONGER_BE_UPDATED,
     TRANSITIONS,

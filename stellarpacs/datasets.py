@@ -1,4 +1,7 @@
-"""Identifiers and other small data sets on the wire, with pydicom (PS3.5 7, 10).
+"""Data sets on the wire without file meta, with pydicom (PS3.5 7, 10; PS3.7 6.3.1).
+
+The one place where the services and the clients encode and parse
+identifiers, event information and transcoded data sets.
 
 A DIMSE data set has no file meta: its encoding is the transfer syntax of
 the presentation context it travels on.  Only uncompressed syntaxes carry
