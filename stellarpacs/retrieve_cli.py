@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 
 from stellarpacs.aio.client import ProposedContext, get_contexts
 from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
 from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import Service, StatusCategory, describe
+from stellarpacs.query_cli import build_identifier
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -34,7 +33,7 @@ from stellarpacs.uids import (
     TABLE2_STORAGE,
 )
 
-__all__ = ["identifier_from", "register"]
+__all__ = ["register"]
 
 #: --model -> (MOVE model, GET model) (PS3.4 C.6).
 MODELS: dict[str, tuple[str, str]] = {
@@ -42,32 +41,6 @@ MODELS: dict[str, tuple[str, str]] = {
     "study": (STUDY_ROOT_QR_MOVE, STUDY_ROOT_QR_GET),
     "psonly": (PATIENT_STUDY_ONLY_QR_MOVE, PATIENT_STUDY_ONLY_QR_GET),
 }
-
-
-def identifier_from(keys: list[str], level: str) -> Dataset:
-    """The identifier for ``-k Keyword=value`` or ``-k gggg,eeee=value`` keys.
-
-    The Query/Retrieve Level comes from ``level`` unless a key sets it.
-    ValueError names a key that cannot be understood.
-    """
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level.upper()
-    for key in keys:
-        name, sep, value = key.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ValueError(f"key {key!r} is not KEYWORD=VALUE")
-        try:
-            if "," in name:
-                tag = Tag(*(int(part, 16) for part in name.split(",")))
-                ds.add_new(tag, dictionary_VR(tag), value)
-            else:
-                if tag_for_keyword(name) is None:
-                    raise ValueError(f"{name} is not a DICOM keyword")
-                setattr(ds, name, value)
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"key {key!r}: {error}") from None
-    return ds
 
 
 def _progress(response: RetrieveResponse) -> str:
@@ -102,18 +75,13 @@ async def _follow(stream: RetrieveStream, service: Service, what: str) -> int:
     return 0 if final.category is StatusCategory.SUCCESS else 1
 
 
-def _identifier(args: argparse.Namespace) -> Dataset | None:
-    try:
-        return identifier_from(args.keys, args.level)
-    except ValueError as error:
-        print(f"stellarpacs {args.command}: {error}", file=sys.stderr)
-        return None
+def _identifier(args: argparse.Namespace) -> Dataset:
+    """The identifier of ``-k`` keys (ConfigError names a key that cannot be understood)."""
+    return build_identifier(args.keys, args.level.upper(), defaults=False)
 
 
 async def _move(args: argparse.Namespace) -> int:
     identifier = _identifier(args)
-    if identifier is None:
-        return 2
     model = MODELS[args.model][0]
     client = await connect_peer(args, [ProposedContext(model)])
     async with client:
@@ -123,8 +91,6 @@ async def _move(args: argparse.Namespace) -> int:
 
 async def _get(args: argparse.Namespace) -> int:
     identifier = _identifier(args)
-    if identifier is None:
-        return 2
     model = MODELS[args.model][1]
     sop_classes = [*(c.uid for c in TABLE2_STORAGE), *args.sop_classes]
     syntaxes = args.syntaxes or [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]
