@@ -16,37 +16,35 @@ from pydicom.dataset import Dataset
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
 from stellarpacs.storage.index import _SELECT_RECORD, Index, InstanceRecord
+from stellarpacs.storage.qrmodel import KEYS, MODELS, UNIQUE_KEYS, Level
 from stellarpacs.uids import (
+    PATIENT_ROOT_QR_FIND,
     PATIENT_ROOT_QR_GET,
     PATIENT_ROOT_QR_MOVE,
+    PATIENT_STUDY_ONLY_QR_FIND,
     PATIENT_STUDY_ONLY_QR_GET,
     PATIENT_STUDY_ONLY_QR_MOVE,
+    STUDY_ROOT_QR_FIND,
     STUDY_ROOT_QR_GET,
     STUDY_ROOT_QR_MOVE,
 )
 
 __all__ = ["LEVELS", "RetrieveKeys", "instances_for", "retrieve_keys"]
 
-_PATIENT_ROOT = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-_STUDY_ROOT = ("STUDY", "SERIES", "IMAGE")
-_PATIENT_STUDY_ONLY = ("PATIENT", "STUDY")
-
-#: The levels of each retrieve information model (PS3.4 C.6).
-LEVELS: dict[str, tuple[str, ...]] = {
-    PATIENT_ROOT_QR_MOVE: _PATIENT_ROOT,
-    PATIENT_ROOT_QR_GET: _PATIENT_ROOT,
-    STUDY_ROOT_QR_MOVE: _STUDY_ROOT,
-    STUDY_ROOT_QR_GET: _STUDY_ROOT,
-    PATIENT_STUDY_ONLY_QR_MOVE: _PATIENT_STUDY_ONLY,
-    PATIENT_STUDY_ONLY_QR_GET: _PATIENT_STUDY_ONLY,
+#: Each retrieve SOP class and the information model (and so the levels) it shares
+#: with its FIND sibling (PS3.4 C.6).
+_FIND_SIBLING = {
+    PATIENT_ROOT_QR_MOVE: PATIENT_ROOT_QR_FIND,
+    PATIENT_ROOT_QR_GET: PATIENT_ROOT_QR_FIND,
+    STUDY_ROOT_QR_MOVE: STUDY_ROOT_QR_FIND,
+    STUDY_ROOT_QR_GET: STUDY_ROOT_QR_FIND,
+    PATIENT_STUDY_ONLY_QR_MOVE: PATIENT_STUDY_ONLY_QR_FIND,
+    PATIENT_STUDY_ONLY_QR_GET: PATIENT_STUDY_ONLY_QR_FIND,
 }
 
-#: The unique key of each level and the index column it matches.
-_UNIQUE = {
-    "PATIENT": ("PatientID", "p.patient_id"),
-    "STUDY": ("StudyInstanceUID", "st.study_uid"),
-    "SERIES": ("SeriesInstanceUID", "se.series_uid"),
-    "IMAGE": ("SOPInstanceUID", "i.sop_instance_uid"),
+#: The levels of each retrieve information model, top first.
+LEVELS: dict[str, tuple[str, ...]] = {
+    uid: tuple(level.name for level in MODELS[find].levels) for uid, find in _FIND_SIBLING.items()
 }
 
 
@@ -82,7 +80,8 @@ def retrieve_keys(ds: Dataset, model: str) -> RetrieveKeys:
         )
     conditions = []
     for current in levels[: levels.index(level) + 1]:
-        keyword, column = _UNIQUE[current]
+        key = KEYS[UNIQUE_KEYS[Level[current]]]  # the unique key and its index column
+        keyword, column = key.keyword, key.column.sql
         values = _values(ds, keyword)
         if current == "PATIENT" and current != level and not values:
             continue  # Patient ID above the level narrows, but a UID below identifies
