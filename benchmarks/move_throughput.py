@@ -45,6 +45,7 @@ from common import (
     machine_info,
     median,
     peak_rss_kib,
+    qr_unavailable_reason,
     ratio,
     versions,
     wait_for_listen,
@@ -158,17 +159,6 @@ LAUNCHERS: dict[str, Callable[[int, Path, int], Launch]] = {
     "dcmtk": _dcmtk,
     "pynetdicom": _pynetdicom,
 }
-
-
-def unavailable(name: str) -> str | None:
-    if name == "dcmtk" and not os.access(DCMTK_BIN / "dcmqrscp", os.X_OK):
-        return "not installed"
-    if name == "pynetdicom":
-        try:
-            import sqlalchemy  # noqa: F401  (the qrscp app's database layer)
-        except ImportError:
-            return "needs sqlalchemy"
-    return None
 
 
 @dataclass(slots=True)
@@ -301,7 +291,7 @@ def _move_once(server: Running, study: str, files: list[Path], timeout: float, c
 
 def measure(args: argparse.Namespace, study: str, files: list[Path]) -> dict[str, Cell]:
     """Start every server (loaded), then rounds of one C-MOVE each, the order rotating."""
-    cells = {name: Cell(skipped=unavailable(name) or "") for name in args.servers}
+    cells = {name: Cell(skipped=qr_unavailable_reason(name) or "") for name in args.servers}
     active = [name for name in args.servers if not cells[name].skipped]
     with tempfile.TemporaryDirectory(prefix="move-bench-") as tmp, ExitStack() as stack:
         root = Path(tmp)
