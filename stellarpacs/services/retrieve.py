@@ -62,9 +62,6 @@ log = logging.getLogger("stellarpacs.retrieve")
 
 _QR_SYNTAXES = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)
 
-#: Marks a retrieve whose final response was already sent.
-_ALREADY_ANSWERED = -1
-
 
 @dataclass(slots=True)
 class _Counts:
@@ -134,9 +131,12 @@ class _RetrieveBase:
             return
         counts = _Counts(remaining=len(records))
         try:
-            status = await self._suboperations(association, incoming, records, counts)
-            if status != _ALREADY_ANSWERED:
-                await self._final(association, incoming, status, counts)
+            try:
+                status = await self._suboperations(association, incoming, records, counts)
+            except DIMSEError as refusal:  # refused before any sub-operation, e.g. A801
+                await self._final(association, incoming, refusal.status, None, str(refusal))
+                return
+            await self._final(association, incoming, status, counts)
         finally:
             # A later request may reuse the Message ID (PS3.7 9.1.1.1): forget its C-CANCEL.
             association.cancelled.discard(request.message_id)
@@ -348,14 +348,10 @@ class MoveService(_RetrieveBase):
                 association.calling_ae_title,
                 request.move_destination,
             )
-            await self._final(
-                association,
-                incoming,
+            raise DIMSEError(
                 Status.MOVE_DESTINATION_UNKNOWN,
-                None,
                 f"move destination {request.move_destination} unknown",
             )
-            return _ALREADY_ANSWERED
         items = await self._items(records, counts)
         if not items:
             return counts.final_status()
