@@ -45,7 +45,8 @@ from common import (
     write_results,
 )
 
-from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, decode_command, encode_command
+from stellarpacs.dimse.command_codec import decode_command, encode_command
+from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP
 from stellarpacs.uids import IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from stellarpacs.ul.codec import decode_pdu, encode_pdu
 from stellarpacs.ul.pdus import (

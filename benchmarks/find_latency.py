@@ -75,7 +75,8 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from stellarpacs.dimse.commands import CFindRQ, CFindRSP, decode_command, encode_command
+from stellarpacs.dimse.command_codec import decode_command, encode_command
+from stellarpacs.dimse.commands import CFindRQ, CFindRSP
 from stellarpacs.dimse.status import StatusCategory, category
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,

@@ -9,7 +9,8 @@ which is how the state machine is tested (PS3.8 9.2, Table 9-10).
 
 from __future__ import annotations
 
-from stellarpacs.dimse.commands import CEchoRQ, decode_command, encode_command
+from stellarpacs.dimse.command_codec import decode_command, encode_command
+from stellarpacs.dimse.commands import CEchoRQ
 from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from stellarpacs.ul.connection import AssociationRequested, Connection, DataReceived, Event

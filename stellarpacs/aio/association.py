@@ -22,7 +22,8 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from stellarpacs.dimse.commands import CCancelRQ, Message, encode_command
+from stellarpacs.dimse.command_codec import encode_command
+from stellarpacs.dimse.commands import CCancelRQ, Message
 from stellarpacs.dimse.fragments import (
     CommandReceived,
     DatasetFragment,

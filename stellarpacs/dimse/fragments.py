@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final, TypeAlias
 
-from stellarpacs.dimse.commands import Message, decode_command
+from stellarpacs.dimse.command_codec import decode_command
+from stellarpacs.dimse.commands import Message
 from stellarpacs.errors import AbortReason, LocalProtocolError, RemoteProtocolError
 from stellarpacs.ul.pdus import PDataTF, PresentationDataValue
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from pynetdicom import dimse_messages, dimse_primitives
 from pynetdicom.dsutils import decode, encode
 
+from stellarpacs.dimse.command_codec import NO_DATASET, decode_command, encode_command
 from stellarpacs.dimse.commands import (
     COMMAND_CLASSES,
     COMMAND_NAMES,
-    NO_DATASET,
     CCancelRQ,
     CEchoRQ,
     CEchoRSP,
@@ -33,8 +33,6 @@ from stellarpacs.dimse.commands import (
     NGetRQ,
     NSetRSP,
     Priority,
-    decode_command,
-    encode_command,
     is_request,
 )
 from stellarpacs.errors import AbortReason, LocalProtocolError, RemoteProtocolError

@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 from pynetdicom import dimse_messages, dimse_primitives
 from pynetdicom.pdu_primitives import P_DATA
 
-from stellarpacs.dimse.commands import (
-    CEchoRQ,
-    CEchoRSP,
-    CStoreRQ,
-    CStoreRSP,
-    Message,
-    decode_command,
-    encode_command,
-)
+from stellarpacs.dimse.command_codec import decode_command, encode_command
+from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP, Message
 from stellarpacs.dimse.fragments import (
     MAX_COMMAND_SET_LENGTH,
     CommandReceived,

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from stellarpacs.aio.client import connect
-from stellarpacs.dimse.commands import CEchoRQ, encode_command
+from stellarpacs.dimse.command_codec import encode_command
+from stellarpacs.dimse.commands import CEchoRQ
 from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from stellarpacs.ul.codec import decode_pdu, encode_pdu

@@ -17,7 +17,8 @@ import pytest
 from pydicom.filereader import read_file_meta_info
 
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
-from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, encode_command
+from stellarpacs.dimse.command_codec import encode_command
+from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.storage import files, tools
