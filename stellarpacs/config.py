@@ -34,6 +34,20 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from stellarpacs import uids
+from stellarpacs.config_checks import (
+    LOG_LEVELS,
+    MIN_PDU_LENGTH,
+    KeyProblem,
+    check_ae_title,
+    check_host,
+    check_log_level,
+    check_pdu_length,
+    check_sop_classes,
+    check_transfer_syntaxes,
+    in_range,
+    non_negative_seconds,
+    positive_seconds,
+)
 from stellarpacs.errors import ConfigError
 
 __all__ = [
@@ -47,21 +61,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
-# PS3.8 D.1 allows any maximum length; below dcmtk's 4096 floor PDU headers
-# dominate and some peers refuse to talk, so we refuse it up front.
-MIN_PDU_LENGTH: Final = 4096
-_MAX_PDU_LENGTH: Final = 0xFFFFFFFF  # the sub-item field is 32 bits (PS3.8 D.1.1)
-_AE_MAX: Final = 16  # PS3.5 6.2, AE value representation
-
-
-class _KeyProblem(ConfigError):
-    """A ConfigError about one key; load_config uses ``key`` to say where it came from."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"'{key}' {message}")
-        self.key = key
 
 
 # --- Type checks, dispatched on the field's annotation ------------------------
@@ -80,7 +79,7 @@ def _given(value: object) -> str:
 
 
 def _wrong_type(key: str, expected: str, value: object) -> ConfigError:
-    return _KeyProblem(key, f"must be {expected}, got {_given(value)}")
+    return KeyProblem(key, f"must be {expected}, got {_given(value)}")
 
 
 def _as_str(key: str, value: object) -> str:
@@ -99,7 +98,7 @@ def _as_float(key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _wrong_type(key, "a number of seconds", value)
     if not math.isfinite(value):
-        raise _KeyProblem(key, f"must be a finite number, got {value}")
+        raise KeyProblem(key, f"must be a finite number, got {value}")
     return float(value)
 
 
@@ -128,7 +127,7 @@ def _as_remotes(key: str, value: object) -> Mapping[str, RemoteAE]:
         if not isinstance(remote, RemoteAE):
             raise _wrong_type(f"{key}.{title}", "a RemoteAE", remote)
         if remote.ae_title != title:
-            raise _KeyProblem(f"{key}.{title}", f"holds AE title '{remote.ae_title}'")
+            raise KeyProblem(f"{key}.{title}", f"holds AE title '{remote.ae_title}'")
     return MappingProxyType(dict(value))
 
 
@@ -155,93 +154,6 @@ _TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "Mapping[str, RemoteAE]": "table: host (string), port (integer)",
     }
 )
-
-# --- Value checks: each returns the value, normalised -------------------------
-
-
-def _check_ae_title(key: str, value: str) -> str:
-    """PS3.5 6.2 (AE): 16 characters of the default repertoire, no backslash or controls.
-
-    Leading and trailing spaces are not significant, so they are dropped here.
-    """
-    title = value.strip(" ")
-    if not title:
-        raise _KeyProblem(key, "must not be empty")
-    if len(title) > _AE_MAX:
-        raise _KeyProblem(key, f"must be at most {_AE_MAX} characters, got {len(title)}: {title!r}")
-    if not title.isascii():
-        raise _KeyProblem(key, f"must be ASCII, got {title!r}")
-    if "\\" in title or any(ord(c) < 0x20 or ord(c) == 0x7F for c in title):
-        raise _KeyProblem(key, f"must not contain a backslash or control character: {title!r}")
-    return title
-
-
-def _check_host(key: str, value: str) -> str:
-    if not value or any(c.isspace() or not c.isprintable() for c in value):
-        raise _KeyProblem(key, f"must be a host name or address without spaces, got {value!r}")
-    return value
-
-
-def _in_range(low: int, high: int) -> Callable[[str, int], int]:
-    def check(key: str, value: int) -> int:
-        if not low <= value <= high:
-            raise _KeyProblem(key, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _check_pdu_length(key: str, value: int) -> int:
-    if value != 0 and not MIN_PDU_LENGTH <= value <= _MAX_PDU_LENGTH:
-        raise _KeyProblem(
-            key, f"must be 0 (no limit) or {MIN_PDU_LENGTH} to {_MAX_PDU_LENGTH}, got {value}"
-        )
-    return value
-
-
-def _check_log_level(key: str, value: str) -> str:
-    if value.upper() not in LOG_LEVELS:
-        raise _KeyProblem(key, f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
-    return value.upper()
-
-
-def _positive(key: str, value: float) -> float:
-    if value <= 0:
-        raise _KeyProblem(key, f"must be more than 0 seconds, got {value}")
-    return value
-
-
-def _non_negative(key: str, value: float) -> float:
-    if value < 0:
-        raise _KeyProblem(key, f"must be 0 (no limit) or more seconds, got {value}")
-    return value
-
-
-def _no_duplicates(key: str, values: tuple[str, ...]) -> None:
-    seen: set[str] = set()
-    for uid in values:
-        if uid in seen:
-            raise _KeyProblem(key, f"lists {uid!r} twice")
-        seen.add(uid)
-
-
-def _check_transfer_syntaxes(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
-    if not values:
-        raise _KeyProblem(key, "must list at least one transfer syntax")
-    for uid in values:
-        if uid not in uids.TRANSFER_SYNTAXES:
-            raise _KeyProblem(key, f"has an unknown transfer syntax UID {uid!r}")
-    _no_duplicates(key, values)
-    return values
-
-
-def _check_sop_classes(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
-    for uid in values:
-        if not uids.is_valid_uid(uid):
-            raise _KeyProblem(key, f"has an invalid UID {uid!r} (PS3.5 9.1)")
-    _no_duplicates(key, values)
-    return values
-
 
 # --- The dataclasses -------------------------------------------------------------
 
@@ -279,9 +191,9 @@ class RemoteAE:
 
     def __post_init__(self) -> None:
         key = f"remotes.{self.ae_title}"
-        _normalise(self, "ae_title", "str", key, _check_ae_title)
-        _normalise(self, "host", "str", f"{key}.host", _check_host)
-        _normalise(self, "port", "int", f"{key}.port", _in_range(1, 65535))
+        _normalise(self, "ae_title", "str", key, check_ae_title)
+        _normalise(self, "host", "str", f"{key}.host", check_host)
+        _normalise(self, "port", "int", f"{key}.port", in_range(1, 65535))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,19 +204,19 @@ class Config:
         "STELLARPACS",
         "Our AE title: 1 to 16 ASCII characters, no backslash or control character "
         "(PS3.5 6.2); surrounding spaces are dropped.",
-        _check_ae_title,
+        check_ae_title,
     )
     host: str = _key(
         "0.0.0.0",
         "Address `serve` listens on. The default listens on every IPv4 interface, since "
         "modalities must reach a PACS; 127.0.0.1 keeps it local, :: listens on IPv6.",
-        _check_host,
+        check_host,
     )
     port: int = _key(
         11112,
         "TCP port `serve` listens on (11112 is the IANA-registered DICOM port); "
         "0 picks a free port, which tests use.",
-        _in_range(0, 65535),
+        in_range(0, 65535),
     )
     storage: Path = _key(  # noqa: RUF009 (_key returns a Field; a Path is immutable)
         Path("stellarpacs-data"),
@@ -315,16 +227,16 @@ class Config:
         10,
         "Simultaneous associations; one more is rejected as transient, local limit "
         "exceeded (PS3.8 9.3.4).",
-        _in_range(1, 1_000_000),
+        in_range(1, 1_000_000),
     )
     max_pdu_length: int = _key(
         16384,
         f"Largest PDU we accept, announced in the Maximum Length sub-item (PS3.8 D.1): "
         f"0 for no limit, else at least {MIN_PDU_LENGTH}.",
-        _check_pdu_length,
+        check_pdu_length,
     )
     log_level: str = _key(
-        "INFO", f"Logging threshold: one of {', '.join(LOG_LEVELS)}.", _check_log_level
+        "INFO", f"Logging threshold: one of {', '.join(LOG_LEVELS)}.", check_log_level
     )
     accept_any_called_ae: bool = _key(
         False,
@@ -335,23 +247,23 @@ class Config:
         30.0,
         "ARTIM timer (PS3.8 9.1.5): seconds a new connection may take to send its "
         "A-ASSOCIATE-RQ, and a released or aborted one to close.",
-        _positive,
+        positive_seconds,
     )
     idle_timeout: float = _key(
         600.0,
         "Seconds an established association may go without a PDU before we abort it; "
         "0 means no limit.",
-        _non_negative,
+        non_negative_seconds,
     )
     dimse_timeout: float = _key(
         60.0,
         "Seconds the client side waits for a DIMSE response; 0 means no limit.",
-        _non_negative,
+        non_negative_seconds,
     )
     connect_timeout: float = _key(
         10.0,
         "Seconds to wait for a TCP connection to a remote AE; 0 means no limit.",
-        _non_negative,
+        non_negative_seconds,
     )
     transfer_syntax_preference: tuple[str, ...] = _key(
         uids.STORAGE_TRANSFER_SYNTAXES,
@@ -359,14 +271,14 @@ class Config:
         "(PS3.8 7.1.1.13) we accept the first of this list that the peer proposes. The "
         "default puts lossless compression first (a peer that offers it keeps it), then "
         "uncompressed, then lossy encodings, so no peer is pushed into a lossy one.",
-        _check_transfer_syntaxes,
+        check_transfer_syntaxes,
         shown=f"uids.STORAGE_TRANSFER_SYNTAXES ({len(uids.STORAGE_TRANSFER_SYNTAXES)} UIDs)",
     )
     storage_sop_classes: tuple[str, ...] = _key(
         uids.STORAGE_SOP_CLASSES,
         "SOP classes accepted for C-STORE. Any valid UID may be listed, such as a private "
         "class or one newer than our tables.",
-        _check_sop_classes,
+        check_sop_classes,
         shown=f"uids.STORAGE_SOP_CLASSES ({len(uids.STORAGE_SOP_CLASSES)} UIDs)",
         repr=False,  # 195 UIDs would drown a logged Config
     )
@@ -469,7 +381,7 @@ def load_config(path: Path | None, overrides: Mapping[str, object] = _NO_OVERRID
     where = f"{path}: " if path is not None else ""
     try:
         values = _from_file(_read_toml(path), where) if path is not None else {}
-    except _KeyProblem as exc:  # raised while building a remote
+    except KeyProblem as exc:  # raised while building a remote
         raise ConfigError(f"{where}{exc}") from None
     given = {key: value for key, value in overrides.items() if value is not None}
     for key in given:
@@ -477,7 +389,7 @@ def load_config(path: Path | None, overrides: Mapping[str, object] = _NO_OVERRID
             raise _unknown(key, _KEYS, "override: ")
     try:
         return Config(**(values | given))  # type: ignore[arg-type]
-    except _KeyProblem as exc:
+    except KeyProblem as exc:
         if exc.key.split(".", 1)[0] in given or path is None:
             raise ConfigError(str(exc)) from None
         raise ConfigError(f"{where}{exc}") from None
