@@ -42,8 +42,7 @@ from stellarpacs.dimse.commands import (
     NCreateRQ,
     NSetRQ,
 )
-from stellarpacs.dimse.status import Service as StatusService
-from stellarpacs.dimse.status import Status, category, describe
+from stellarpacs.dimse.status import ServiceClass, Status, category, describe
 from stellarpacs.services.base import Service
 from stellarpacs.services.registry import default_services
 from stellarpacs.storage.archive import Archive, StoreStatus
@@ -123,7 +122,7 @@ class ServiceText:
     name: str
     activity: str
     statuses: Mapping[int, str] = field(default_factory=dict)  # code -> sent when
-    status_service: StatusService | None = None
+    status_service: ServiceClass | None = None
     conformance: str = ""
     selection: str = ""
     charset: str = ""  # what the service does with character sets (section 7)
@@ -172,7 +171,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
             Status.INVALID_OBJECT_INSTANCE: "the SOP Instance UID holds non-ASCII bytes",
         },
-        StatusService.STORAGE,
+        ServiceClass.STORAGE,
         "Level 2 (Full) Storage SCP (PS3.4 B.4.1): no element is discarded or coerced; the "
         "file is the data set byte for byte as received, after a PS3.10 meta header. "
         "Nothing is validated beyond the command. StellarPACS never deletes a received file.",
@@ -192,7 +191,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
             0xC001: "the identifier cannot be processed",
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
         },
-        StatusService.FIND,
+        ServiceClass.FIND,
         "Hierarchical search of the Patient Root, Study Root and Patient/Study Only models "
         "(PS3.4 C.4.1); Person Name matching is case-insensitive unless "
         "`case_insensitive_person_names` is false. Matching (PS3.4 C.2.2.2): single value, "
@@ -209,7 +208,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         "Finds the instances the identifier names in the index and sends them to the Move "
         "Destination as C-STORE sub-operations over a new association (section 3.1.2.1).",
         {**_RETRIEVE_STATUSES, Status.MOVE_DESTINATION_UNKNOWN: "not a `[remotes]` entry"},
-        StatusService.MOVE,
+        ServiceClass.MOVE,
         "Sub-operations go only to Move Destinations listed under `[remotes]`.",
     ),
     CGetRQ: ServiceText(
@@ -217,7 +216,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         "Finds the instances the identifier names and sends them as C-STORE sub-operations "
         "on the same association, on contexts where the requestor took the SCP role.",
         _RETRIEVE_STATUSES,
-        StatusService.GET,
+        ServiceClass.GET,
         "The requestor must propose SCP role selection for the Storage SOP classes (3.1.3).",
         _SUBOPERATIONS,
     ),

@@ -30,7 +30,7 @@ from stellarpacs.uids import PATIENT_ROOT_QR_FIND, PATIENT_STUDY_ONLY_QR_FIND, S
 
 __all__ = ["build_identifier", "parse_key", "register"]
 
-MODELS: Final = {
+FIND_MODEL_CHOICES: Final = {
     "patient": PATIENT_ROOT_QR_FIND,
     "study": STUDY_ROOT_QR_FIND,
     "psonly": PATIENT_STUDY_ONLY_QR_FIND,
@@ -163,7 +163,7 @@ def format_table(identifier: Dataset, matches: Sequence[Dataset]) -> str:
 
 async def _find(args: argparse.Namespace) -> int:
     identifier = build_identifier(args.keys, args.level, defaults=not args.no_defaults)
-    model = MODELS[args.model]
+    model = FIND_MODEL_CHOICES[args.model]
     association = await connect_peer(args, [model])
     matches: list[Dataset] = []
     async with association, aclosing(association.find(model, identifier)) as found:
@@ -200,7 +200,7 @@ def register(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="a matching key, or a return key without value (repeatable)",
     )
-    parser.add_argument("--model", choices=sorted(MODELS), default="study")
+    parser.add_argument("--model", choices=sorted(FIND_MODEL_CHOICES), default="study")
     parser.add_argument("--level", choices=LEVELS, default="STUDY", type=str.upper)
     parser.add_argument("--json", action="store_true", help="print DICOM JSON")
     parser.add_argument("--limit", type=int, default=0, help="cancel after N matches")

@@ -28,7 +28,7 @@ from stellarpacs.ul.connection import (
     Aborted,
     AssociationRequested,
     Connection,
-    Event,
+    ConnectionEvent,
 )
 from stellarpacs.ul.negotiation import AcceptorPolicy, PresentationContext, Role, negotiate
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ
@@ -82,7 +82,7 @@ class _Session:
         server._sessions.add(self)
         self.protocol.closed.add_done_callback(lambda _: server._sessions.discard(self))
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: ConnectionEvent) -> None:
         if isinstance(event, AssociationRequested):
             self.server._on_request(self, event)
         elif isinstance(event, Aborted):
