@@ -27,6 +27,7 @@ from pathlib import Path
 import stellarpacs
 from stellarpacs import uids
 from stellarpacs.aio.client import ProposedContext, build_request
+from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.server import Server
 from stellarpacs.aio.storescu import StoreItem, propose_contexts
 from stellarpacs.config import Config, describe_keys
@@ -43,7 +44,6 @@ from stellarpacs.dimse.commands import (
     NSetRQ,
 )
 from stellarpacs.dimse.status import ServiceClass, Status, category, describe
-from stellarpacs.services.base import Service
 from stellarpacs.services.registry import default_services
 from stellarpacs.storage.archive import Archive, StoreStatus
 from stellarpacs.ul.negotiation import AcceptorPolicy, RejectReason, negotiate
@@ -231,7 +231,7 @@ def build_server(config: Config) -> Server:
     return Server(config, asyncio.run(_default_services(config)))
 
 
-async def _default_services(config: Config) -> list[Service]:
+async def _default_services(config: Config) -> list[ServiceHandler]:
     service_set = await default_services(config, Archive(config.storage, fsync=config.fsync))
     service_set.archive = None  # never opened: only the services' own workers are stopped
     await service_set.close()
@@ -242,7 +242,7 @@ def dimse_names(requests: Iterable[type[Message]]) -> str:
     return ", ".join(COMMAND_NAMES[r.command_field].removesuffix("-RQ") for r in requests)
 
 
-def provided(legacy: LegacyService, services: Sequence[Service]) -> bool:
+def provided(legacy: LegacyService, services: Sequence[ServiceHandler]) -> bool:
     syntaxes = legacy.trigger or legacy.sop_classes
     return any(
         set(legacy.requests) <= set(s.requests) and any(u in s.abstract_syntaxes for u in syntaxes)
@@ -250,7 +250,7 @@ def provided(legacy: LegacyService, services: Sequence[Service]) -> bool:
     )
 
 
-def numbered(services: Sequence[Service]) -> list[tuple[str, str, Service]]:
+def numbered(services: Sequence[ServiceHandler]) -> list[tuple[str, str, ServiceHandler]]:
     """(section, title, service): 1.3's numbers for its services, new ones after them."""
     result, extra = [], 6
     for service in services:
@@ -358,7 +358,7 @@ class Model:
     """All the sections read: configuration, served services, policy, probe facts."""
 
     config: Config
-    services: Sequence[Service]
+    services: Sequence[ServiceHandler]
     policy: AcceptorPolicy
     sets: Mapping[tuple[str, ...], str]  # each accepted transfer syntax list -> "TS-n"
     facts: Facts
@@ -627,7 +627,7 @@ def render_acceptance(m: Model) -> Lines:
     ]
 
 
-def render_service(m: Model, number: str, title: str, service: Service) -> Lines:
+def render_service(m: Model, number: str, title: str, service: ServiceHandler) -> Lines:
     text = text_of(service)
     rows = [
         (uids.name_of(uid), uid, m.sets[ts], "SCP", "None", IN_1_3.get(uid, EXTENSION))
@@ -655,7 +655,7 @@ def render_service(m: Model, number: str, title: str, service: Service) -> Lines
     ]
 
 
-def text_of(service: Service) -> ServiceText:
+def text_of(service: ServiceHandler) -> ServiceText:
     """Our text for the service, overridden by what the service declares of itself."""
     dimse = dimse_names(service.requests)
     text = TEXTS.get(service.requests[0]) or ServiceText(dimse, f"Answers {dimse}.")
@@ -672,7 +672,7 @@ def meaning(code: int, text: ServiceText) -> str:
     return describe(code, text.status_service).split(": ", 1)[-1]
 
 
-def selection_policy(m: Model, service: Service) -> str:
+def selection_policy(m: Model, service: ServiceHandler) -> str:
     """Read the choice off negotiate: offer the top three in reverse order, see which wins."""
     uid = CT if CT in service.abstract_syntaxes else next(iter(service.abstract_syntaxes))
     syntaxes = service.abstract_syntaxes[uid]
