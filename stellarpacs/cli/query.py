@@ -24,7 +24,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from stellarpacs.cli_support import add_peer_flags, connect_peer, run
+from stellarpacs.cli.common import EXIT_OK, Subparsers, add_peer_flags, connect_peer, run
 from stellarpacs.errors import ConfigError
 from stellarpacs.uids import PATIENT_ROOT_QR_FIND, PATIENT_STUDY_ONLY_QR_FIND, STUDY_ROOT_QR_FIND
 
@@ -176,7 +176,7 @@ async def _find(args: argparse.Namespace) -> int:
     else:
         print(format_table(identifier, matches))
     print(f"{len(matches)} matches", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def cmd_find(args: argparse.Namespace) -> int:
@@ -187,7 +187,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     return run(_find(args))
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> None:
     """Add ``find`` to the command line."""
     parser = commands.add_parser("find", help="query a DICOM peer (C-FIND)")
     add_peer_flags(parser)

@@ -12,15 +12,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 from pydicom.dataset import Dataset
 
 from stellarpacs.aio.client import ProposedContext, get_contexts
 from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
-from stellarpacs.cli_support import add_peer_flags, connect_peer, run
+from stellarpacs.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    add_peer_flags,
+    connect_peer,
+    run,
+)
+from stellarpacs.cli.query import build_identifier
 from stellarpacs.dimse.status import ServiceClass, StatusCategory, describe
-from stellarpacs.query_cli import build_identifier
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -36,7 +44,7 @@ from stellarpacs.uids import (
 __all__ = ["register"]
 
 #: --model -> (MOVE model, GET model) (PS3.4 C.6).
-RETRIEVE_MODEL_CHOICES: dict[str, tuple[str, str]] = {
+RETRIEVE_MODEL_CHOICES: Final[dict[str, tuple[str, str]]] = {
     "patient": (PATIENT_ROOT_QR_MOVE, PATIENT_ROOT_QR_GET),
     "study": (STUDY_ROOT_QR_MOVE, STUDY_ROOT_QR_GET),
     "psonly": (PATIENT_STUDY_ONLY_QR_MOVE, PATIENT_STUDY_ONLY_QR_GET),
@@ -61,7 +69,7 @@ async def _follow(stream: RetrieveStream, service: ServiceClass, what: str) -> i
     final = stream.final
     if final is None:
         print(f"{what}: no final response", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(f"{what}: {describe(final.status, service)}")
     print(
         f"{final.completed or 0} completed, {final.failed or 0} failed, "
@@ -72,7 +80,7 @@ async def _follow(stream: RetrieveStream, service: ServiceClass, what: str) -> i
         print(f"comment: {final.error_comment}")
     for uid in final.failed_sop_instance_uids:
         print(f"FAILED {uid}")
-    return 0 if final.category is StatusCategory.SUCCESS else 1
+    return EXIT_OK if final.category is StatusCategory.SUCCESS else EXIT_FAILED
 
 
 def _identifier(args: argparse.Namespace) -> Dataset:
@@ -98,7 +106,7 @@ async def _get(args: argparse.Namespace) -> int:
         contexts = get_contexts(sop_classes, syntaxes, models=(model,))
     except ValueError as error:
         print(f"stellarpacs get: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     handler = FolderStoreHandler(Path(args.output))
     client = await connect_peer(args, contexts)
     async with client:
@@ -106,7 +114,7 @@ async def _get(args: argparse.Namespace) -> int:
     print(f"{len(handler.received)} instances written to {args.output}")
     for uid, why in handler.failed:
         print(f"NOT WRITTEN {uid}: {why}")
-    return status if not handler.failed else 1
+    return status if not handler.failed else EXIT_FAILED
 
 
 def cmd_move(args: argparse.Namespace) -> int:
@@ -136,7 +144,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> None:
     """Add ``move`` and ``get`` to the command line."""
     move = commands.add_parser("move", help="ask a peer to send instances to an AE (C-MOVE)")
     _add_common(move)
