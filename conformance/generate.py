@@ -27,6 +27,7 @@ from pathlib import Path
 import stellarpacs
 from stellarpacs import uids
 from stellarpacs.aio.client import ProposedContext, build_request
+from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.server import Server
 from stellarpacs.aio.storescu import StoreItem, propose_contexts
 from stellarpacs.config import Config, describe_keys
@@ -42,9 +43,7 @@ from stellarpacs.dimse.commands import (
     NCreateRQ,
     NSetRQ,
 )
-from stellarpacs.dimse.status import Service as StatusService
-from stellarpacs.dimse.status import Status, category, describe
-from stellarpacs.services.base import Service
+from stellarpacs.dimse.status import ServiceClass, Status, category, describe
 from stellarpacs.services.registry import default_services
 from stellarpacs.storage.archive import Archive, StoreStatus
 from stellarpacs.ul.negotiation import AcceptorPolicy, RejectReason, negotiate
@@ -123,7 +122,7 @@ class ServiceText:
     name: str
     activity: str
     statuses: Mapping[int, str] = field(default_factory=dict)  # code -> sent when
-    status_service: StatusService | None = None
+    status_service: ServiceClass | None = None
     conformance: str = ""
     selection: str = ""
     charset: str = ""  # what the service does with character sets (section 7)
@@ -172,7 +171,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
             Status.INVALID_OBJECT_INSTANCE: "the SOP Instance UID holds non-ASCII bytes",
         },
-        StatusService.STORAGE,
+        ServiceClass.STORAGE,
         "Level 2 (Full) Storage SCP (PS3.4 B.4.1): no element is discarded or coerced; the "
         "file is the data set byte for byte as received, after a PS3.10 meta header. "
         "Nothing is validated beyond the command. StellarPACS never deletes a received file.",
@@ -192,7 +191,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
             0xC001: "the identifier cannot be processed",
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
         },
-        StatusService.FIND,
+        ServiceClass.FIND,
         "Hierarchical search of the Patient Root, Study Root and Patient/Study Only models "
         "(PS3.4 C.4.1); Person Name matching is case-insensitive unless "
         "`case_insensitive_person_names` is false. Matching (PS3.4 C.2.2.2): single value, "
@@ -209,7 +208,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         "Finds the instances the identifier names in the index and sends them to the Move "
         "Destination as C-STORE sub-operations over a new association (section 3.1.2.1).",
         {**_RETRIEVE_STATUSES, Status.MOVE_DESTINATION_UNKNOWN: "not a `[remotes]` entry"},
-        StatusService.MOVE,
+        ServiceClass.MOVE,
         "Sub-operations go only to Move Destinations listed under `[remotes]`.",
     ),
     CGetRQ: ServiceText(
@@ -217,7 +216,7 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         "Finds the instances the identifier names and sends them as C-STORE sub-operations "
         "on the same association, on contexts where the requestor took the SCP role.",
         _RETRIEVE_STATUSES,
-        StatusService.GET,
+        ServiceClass.GET,
         "The requestor must propose SCP role selection for the Storage SOP classes (3.1.3).",
         _SUBOPERATIONS,
     ),
@@ -232,7 +231,7 @@ def build_server(config: Config) -> Server:
     return Server(config, asyncio.run(_default_services(config)))
 
 
-async def _default_services(config: Config) -> list[Service]:
+async def _default_services(config: Config) -> list[ServiceHandler]:
     service_set = await default_services(config, Archive(config.storage, fsync=config.fsync))
     service_set.archive = None  # never opened: only the services' own workers are stopped
     await service_set.close()
@@ -243,7 +242,7 @@ def dimse_names(requests: Iterable[type[Message]]) -> str:
     return ", ".join(COMMAND_NAMES[r.command_field].removesuffix("-RQ") for r in requests)
 
 
-def provided(legacy: LegacyService, services: Sequence[Service]) -> bool:
+def provided(legacy: LegacyService, services: Sequence[ServiceHandler]) -> bool:
     syntaxes = legacy.trigger or legacy.sop_classes
     return any(
         set(legacy.requests) <= set(s.requests) and any(u in s.abstract_syntaxes for u in syntaxes)
@@ -251,7 +250,7 @@ def provided(legacy: LegacyService, services: Sequence[Service]) -> bool:
     )
 
 
-def numbered(services: Sequence[Service]) -> list[tuple[str, str, Service]]:
+def numbered(services: Sequence[ServiceHandler]) -> list[tuple[str, str, ServiceHandler]]:
     """(section, title, service): 1.3's numbers for its services, new ones after them."""
     result, extra = [], 6
     for service in services:
@@ -359,7 +358,7 @@ class Model:
     """All the sections read: configuration, served services, policy, probe facts."""
 
     config: Config
-    services: Sequence[Service]
+    services: Sequence[ServiceHandler]
     policy: AcceptorPolicy
     sets: Mapping[tuple[str, ...], str]  # each accepted transfer syntax list -> "TS-n"
     facts: Facts
@@ -628,7 +627,7 @@ def render_acceptance(m: Model) -> Lines:
     ]
 
 
-def render_service(m: Model, number: str, title: str, service: Service) -> Lines:
+def render_service(m: Model, number: str, title: str, service: ServiceHandler) -> Lines:
     text = text_of(service)
     rows = [
         (uids.name_of(uid), uid, m.sets[ts], "SCP", "None", IN_1_3.get(uid, EXTENSION))
@@ -656,7 +655,7 @@ def render_service(m: Model, number: str, title: str, service: Service) -> Lines
     ]
 
 
-def text_of(service: Service) -> ServiceText:
+def text_of(service: ServiceHandler) -> ServiceText:
     """Our text for the service, overridden by what the service declares of itself."""
     dimse = dimse_names(service.requests)
     text = TEXTS.get(service.requests[0]) or ServiceText(dimse, f"Answers {dimse}.")
@@ -673,7 +672,7 @@ def meaning(code: int, text: ServiceText) -> str:
     return describe(code, text.status_service).split(": ", 1)[-1]
 
 
-def selection_policy(m: Model, service: Service) -> str:
+def selection_policy(m: Model, service: ServiceHandler) -> str:
     """Read the choice off negotiate: offer the top three in reverse order, see which wins."""
     uid = CT if CT in service.abstract_syntaxes else next(iter(service.abstract_syntaxes))
     syntaxes = service.abstract_syntaxes[uid]

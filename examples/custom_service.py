@@ -18,14 +18,14 @@ from types import MappingProxyType
 
 from stellarpacs import Config, Server, connect
 from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, Message
-from stellarpacs.services.base import Service
 from stellarpacs.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
 
 class CountingEcho:
-    """C-ECHO SCP (PS3.4 A) that remembers who asked; satisfies the Service protocol."""
+    """C-ECHO SCP (PS3.4 A) that remembers who asked; satisfies the ServiceHandler protocol."""
 
     abstract_syntaxes: Mapping[str, tuple[str, ...]] = MappingProxyType(
         {VERIFICATION: (IMPLICIT_VR_LITTLE_ENDIAN,)}
@@ -55,7 +55,7 @@ class CountingEcho:
 
 async def main() -> None:
     counter = CountingEcho()
-    service: Service = counter  # mypy checks the protocol here
+    service: ServiceHandler = counter  # mypy checks the protocol here
     config = Config(host="127.0.0.1", port=0, ae_title="COUNTER")
     # The Server puts its built-in Verification SCP first when no VerificationService
     # is given; a request class goes to the last service declaring it: ours.

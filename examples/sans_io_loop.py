@@ -13,14 +13,19 @@ from stellarpacs.dimse.command_codec import decode_command, encode_command
 from stellarpacs.dimse.commands import CEchoRQ
 from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
-from stellarpacs.ul.connection import AssociationRequested, Connection, DataReceived, Event
+from stellarpacs.ul.connection import (
+    AssociationRequested,
+    Connection,
+    ConnectionEvent,
+    DataReceived,
+)
 from stellarpacs.ul.negotiation import AcceptorPolicy, negotiate
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRQ, PresentationContextRQ, UserInformation
 
 NOW = 0.0  # the fake clock; ARTIM deadlines are computed from it
 
 
-def transfer(sender: Connection, receiver: Connection, label: str) -> list[Event]:
+def transfer(sender: Connection, receiver: Connection, label: str) -> list[ConnectionEvent]:
     """Move what ``sender`` wants to write into ``receiver``; return the receiver's events."""
     data = sender.data_to_send()
     print(f"  {label}: {len(data)} bytes on the wire")

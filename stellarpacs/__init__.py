@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+    from stellarpacs.aio.handler import ServiceHandler
     from stellarpacs.aio.server import Server
     from stellarpacs.config import Config, RemoteAE, load_config
     from stellarpacs.errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "ProposedContext",
     "RemoteAE",
     "Server",
+    "ServiceHandler",
     "StellarPACSError",
     "StoredEvent",
     "__version__",
@@ -52,6 +54,7 @@ _HOMES = {
     "ProposedContext": "stellarpacs.aio.client",
     "connect": "stellarpacs.aio.client",
     "Server": "stellarpacs.aio.server",
+    "ServiceHandler": "stellarpacs.aio.handler",
     "Config": "stellarpacs.config",
     "RemoteAE": "stellarpacs.config",
     "load_config": "stellarpacs.config",

@@ -12,9 +12,9 @@ import pytest
 
 from stellarpacs import uids
 from stellarpacs.aio.server import Server
+from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config, describe_keys
 from stellarpacs.services.registry import ServiceSet, default_services
-from stellarpacs.services.verification import VerificationService
 from stellarpacs.storage.archive import Archive, StoreStatus
 from stellarpacs.ul.negotiation import RejectReason
 

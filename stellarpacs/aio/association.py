@@ -40,8 +40,8 @@ from stellarpacs.errors import (
 from stellarpacs.ul.connection import (
     Aborted,
     Connection,
+    ConnectionEvent,
     DataReceived,
-    Event,
     ReleaseConfirmed,
     ReleaseRequested,
 )
@@ -202,7 +202,7 @@ class Association:
 
     # --- events from the upper layer ----------------------------------------------
 
-    def handle_event(self, event: Event) -> None:
+    def handle_event(self, event: ConnectionEvent) -> None:
         """Called by the transport pump for every upper layer event after establishment."""
         if isinstance(event, DataReceived):
             try:

@@ -35,7 +35,7 @@ from stellarpacs.dimse.commands import (
     Message,
     Priority,
 )
-from stellarpacs.dimse.status import Service, StatusCategory, category, describe
+from stellarpacs.dimse.status import ServiceClass, StatusCategory, category, describe
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -48,11 +48,9 @@ from stellarpacs.uids import (
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationAccepted,
+    AssociationDeclined,
     Connection,
-    Event,
-)
-from stellarpacs.ul.connection import (
-    AssociationRejected as RejectedEvent,
+    ConnectionEvent,
 )
 from stellarpacs.ul.negotiation import contexts_from_ac
 from stellarpacs.ul.pdus import (
@@ -198,7 +196,7 @@ class ClientAssociation:
                     continue
                 done = True
                 if kind is StatusCategory.FAILURE:
-                    text = rsp.error_comment or describe(rsp.status, Service.FIND)
+                    text = rsp.error_comment or describe(rsp.status, ServiceClass.FIND)
                     raise DIMSEError(rsp.status, f"C-FIND failed, 0x{rsp.status:04X}: {text}")
         except GeneratorExit:
             if not done and self.association.is_established:
@@ -351,12 +349,12 @@ async def connect(
     )
     answer: asyncio.Future[AAssociateAC] = loop.create_future()
 
-    def on_event(event: Event) -> None:
+    def on_event(event: ConnectionEvent) -> None:
         if answer.done():
             return
         if isinstance(event, AssociationAccepted):
             answer.set_result(event.response)
-        elif isinstance(event, RejectedEvent):
+        elif isinstance(event, AssociationDeclined):
             rj = event.response
             answer.set_exception(AssociationRejected(rj.result, rj.source, rj.reason))
         elif isinstance(event, Aborted):

@@ -17,18 +17,18 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 
 from stellarpacs.aio.association import Association, DatasetSink
+from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.transport import ULProtocol
+from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
 from stellarpacs.errors import AssociationAborted
-from stellarpacs.services.base import Service
-from stellarpacs.services.verification import VerificationService
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationRequested,
     Connection,
-    Event,
+    ConnectionEvent,
 )
 from stellarpacs.ul.negotiation import AcceptorPolicy, PresentationContext, Role, negotiate
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ
@@ -47,7 +47,7 @@ def _describe_contexts(contexts: Mapping[int, PresentationContext], shown: int =
     return ", ".join(names[:shown]) + more
 
 
-def _policy(config: Config, services: Iterable[Service]) -> AcceptorPolicy:
+def _policy(config: Config, services: Iterable[ServiceHandler]) -> AcceptorPolicy:
     syntaxes: dict[str, tuple[str, ...]] = {}
     roles: dict[str, Role] = {}
     for service in services:
@@ -82,7 +82,7 @@ class _Session:
         server._sessions.add(self)
         self.protocol.closed.add_done_callback(lambda _: server._sessions.discard(self))
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: ConnectionEvent) -> None:
         if isinstance(event, AssociationRequested):
             self.server._on_request(self, event)
         elif isinstance(event, Aborted):
@@ -115,18 +115,22 @@ class _Session:
 
 
 class Server:
-    """A DICOM association acceptor serving the given services.
+    """A DICOM association acceptor serving the given service handlers.
+
+    The caller passes the handlers (:func:`stellarpacs.services.registry.default_services`
+    builds the archive's); a :class:`VerificationService` is put first unless one
+    is given, and a request class goes to the last handler that declares it.
 
     Use as ``async with Server(config) as server: await server.serve_forever()``;
     ``server.port`` is the bound port (useful with port 0 in tests).
     """
 
-    def __init__(self, config: Config, services: Iterable[Service] | None = None) -> None:
+    def __init__(self, config: Config, services: Iterable[ServiceHandler] | None = None) -> None:
         self.config = config
-        self.services: list[Service] = list(services) if services is not None else []
+        self.services: list[ServiceHandler] = list(services) if services is not None else []
         if not any(isinstance(s, VerificationService) for s in self.services):
             self.services.insert(0, VerificationService())
-        self._dispatch: dict[type[Message], Service] = {
+        self._dispatch: dict[type[Message], ServiceHandler] = {
             request: service for service in self.services for request in service.requests
         }
         self.policy = _policy(config, self.services)

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
-from stellarpacs.ul.connection import Connection, Event
+from stellarpacs.ul.connection import Connection, ConnectionEvent
 from stellarpacs.ul.fsm import State
 
 __all__ = ["ULProtocol"]
@@ -28,7 +28,7 @@ class ULProtocol(asyncio.Protocol):
     def __init__(
         self,
         connection: Connection,
-        on_event: Callable[[Event], None],
+        on_event: Callable[[ConnectionEvent], None],
         *,
         idle_timeout: float = 0.0,
     ) -> None:

@@ -34,10 +34,10 @@ from stellarpacs.ul.pdus import PDataTF, PresentationDataValue
 __all__ = [
     "MAX_COMMAND_SET_LENGTH",
     "PDV_OVERHEAD",
+    "AssemblerEvent",
     "CommandReceived",
     "DatasetFragment",
     "DatasetFragmenter",
-    "Event",
     "MessageAssembler",
     "fragment_message",
     "iter_dataset_pdus",
@@ -163,7 +163,7 @@ class DatasetFragment:
     is_last: bool
 
 
-Event: TypeAlias = CommandReceived | DatasetFragment
+AssemblerEvent: TypeAlias = CommandReceived | DatasetFragment
 
 
 class _State(Enum):
@@ -197,16 +197,16 @@ class MessageAssembler:
         """True while a message has begun but not ended (useful when the peer releases)."""
         return self._state is not _State.IDLE
 
-    def receive(self, pdata: PDataTF) -> list[Event]:
+    def receive(self, pdata: PDataTF) -> list[AssemblerEvent]:
         """Process every PDV of one P-DATA-TF; returns the events it completes."""
-        events: list[Event] = []
+        events: list[AssemblerEvent] = []
         for pdv in pdata.pdvs:
             event = self.receive_pdv(pdv)
             if event is not None:
                 events.append(event)
         return events
 
-    def receive_pdv(self, pdv: PresentationDataValue) -> Event | None:
+    def receive_pdv(self, pdv: PresentationDataValue) -> AssemblerEvent | None:
         """Process one PDV; returns an event, or None for a non-final command fragment."""
         if self._state is not _State.IDLE and pdv.context_id != self._context_id:
             raise _unexpected(
@@ -215,7 +215,7 @@ class MessageAssembler:
             )
         return _HANDLERS[self._state, pdv.is_command](self, pdv)
 
-    def _command_fragment(self, pdv: PresentationDataValue) -> Event | None:
+    def _command_fragment(self, pdv: PresentationDataValue) -> AssemblerEvent | None:
         self._state = _State.COMMAND
         self._context_id = pdv.context_id
         self._command_length += len(pdv.data)
@@ -233,27 +233,30 @@ class MessageAssembler:
         self._state = _State.DATASET if message.has_dataset else _State.IDLE
         return CommandReceived(pdv.context_id, message, message.has_dataset)
 
-    def _dataset_fragment(self, pdv: PresentationDataValue) -> Event:
+    def _dataset_fragment(self, pdv: PresentationDataValue) -> AssemblerEvent:
         if pdv.is_last:
             self._state = _State.IDLE
         return DatasetFragment(pdv.context_id, pdv.data, pdv.is_last)
 
-    def _dataset_without_command(self, pdv: PresentationDataValue) -> Event:
+    def _dataset_without_command(self, pdv: PresentationDataValue) -> AssemblerEvent:
         raise _unexpected(
             "data set fragment while no command expects one "
             "(none received, or its Command Data Set Type is 0101)"
         )
 
-    def _dataset_during_command(self, pdv: PresentationDataValue) -> Event:
+    def _dataset_during_command(self, pdv: PresentationDataValue) -> AssemblerEvent:
         raise _unexpected("data set fragment before the command set's last fragment")
 
-    def _command_during_dataset(self, pdv: PresentationDataValue) -> Event:
+    def _command_during_dataset(self, pdv: PresentationDataValue) -> AssemblerEvent:
         raise _unexpected("command fragment before the previous message's data set ended")
 
 
 # (state, is_command) -> handler; every pair is listed, the errors included.
 _HANDLERS: Final[
-    dict[tuple[_State, bool], Callable[[MessageAssembler, PresentationDataValue], Event | None]]
+    dict[
+        tuple[_State, bool],
+        Callable[[MessageAssembler, PresentationDataValue], AssemblerEvent | None],
+    ]
 ] = {
     (_State.IDLE, True): MessageAssembler._command_fragment,
     (_State.IDLE, False): MessageAssembler._dataset_without_command,

@@ -4,7 +4,7 @@ A status is a 16-bit value in every response.  Its *category* (success,
 warning, failure, cancel, pending) follows from fixed ranges (PS3.7 C.1 to
 C.4), so callers branch on :func:`category` rather than on individual codes.
 The meaning of a code inside a range such as A7xx depends on the service
-class, which is why :func:`describe` takes an optional :class:`Service`.
+class, which is why :func:`describe` takes an optional :class:`ServiceClass`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from enum import Enum, IntEnum
 from typing import Final
 
 __all__ = [
-    "Service",
+    "ServiceClass",
     "Status",
     "StatusCategory",
     "category",
@@ -32,7 +32,7 @@ class StatusCategory(Enum):
     PENDING = "pending"
 
 
-class Service(Enum):
+class ServiceClass(Enum):
     """Service classes whose statuses have their own meanings (PS3.4 B.2.3, C.4)."""
 
     STORAGE = "storage"
@@ -125,8 +125,8 @@ _RETRIEVE: Final[_Ranges] = (
     (0xFF00, 0xFF00, "pending: sub-operations are continuing"),
     *_QR_COMMON,
 )
-_SERVICE_TEXT: Final[Mapping[Service, _Ranges]] = {
-    Service.STORAGE: (
+_SERVICE_TEXT: Final[Mapping[ServiceClass, _Ranges]] = {
+    ServiceClass.STORAGE: (
         (0xA700, 0xA7FF, "refused: out of resources"),
         (0xA900, 0xA9FF, "error: data set does not match SOP class"),
         (0xC000, 0xCFFF, "error: cannot understand"),
@@ -134,13 +134,13 @@ _SERVICE_TEXT: Final[Mapping[Service, _Ranges]] = {
         (0xB006, 0xB006, "elements discarded"),
         (0xB007, 0xB007, "data set does not match SOP class"),
     ),
-    Service.FIND: (
+    ServiceClass.FIND: (
         (0xA700, 0xA700, "refused: out of resources"),
         (0xFF01, 0xFF01, "pending: optional keys not supported"),
         *_QR_COMMON,
     ),
-    Service.GET: _RETRIEVE,
-    Service.MOVE: ((0xA801, 0xA801, "refused: move destination unknown"), *_RETRIEVE),
+    ServiceClass.GET: _RETRIEVE,
+    ServiceClass.MOVE: ((0xA801, 0xA801, "refused: move destination unknown"), *_RETRIEVE),
 }
 
 _GENERAL_TEXT: Final[Mapping[int, str]] = {
@@ -174,7 +174,7 @@ _GENERAL_TEXT: Final[Mapping[int, str]] = {
 }
 
 
-def _service_text(status: int, service: Service | None) -> str | None:
+def _service_text(status: int, service: ServiceClass | None) -> str | None:
     ranges = _SERVICE_TEXT[service] if service is not None else ()
     for low, high, text in ranges:
         if low <= status <= high:
@@ -182,7 +182,7 @@ def _service_text(status: int, service: Service | None) -> str | None:
     return None
 
 
-def describe(status: int, service: Service | None = None) -> str:
+def describe(status: int, service: ServiceClass | None = None) -> str:
     """A one-line text for logs, e.g. ``"0xA700 failure: refused: out of resources"``."""
     text = _service_text(status, service) or _GENERAL_TEXT.get(status)
     head = f"0x{status:04X} {category(status).value}"

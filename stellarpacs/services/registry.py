@@ -1,18 +1,23 @@
-"""The services ``python -m stellarpacs`` runs, built from the configuration."""
+"""The services ``python -m stellarpacs`` runs, built from the configuration.
+
+The composition root of the SCP side: the one module that picks the storage
+backend and hands each service its part of it.  The server only sees the
+:class:`~stellarpacs.aio.handler.ServiceHandler` interface.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from stellarpacs.aio.handler import ServiceHandler
+from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
-from stellarpacs.services.base import Service
 from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.query import FindService
 from stellarpacs.services.retrieve import GetService, MoveService
 from stellarpacs.services.storage import StorageService
-from stellarpacs.services.verification import VerificationService
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.nservices import NServiceStore
 
@@ -23,7 +28,7 @@ __all__ = ["ServiceSet", "default_services"]
 class ServiceSet:
     """The services to serve, and what must be closed after them."""
 
-    services: list[Service] = field(default_factory=list)
+    services: list[ServiceHandler] = field(default_factory=list)
     archive: Archive | None = None
     #: Called on close, last added first, before the archive closes (e.g. index readers).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -51,7 +56,7 @@ async def default_services(config: Config, archive: Archive | None = None) -> Se
     """
     if archive is None:
         archive = await open_archive(config)
-    services: list[Service] = [
+    services: list[ServiceHandler] = [
         VerificationService(),
         StorageService(archive, config),
         MoveService(archive, config),

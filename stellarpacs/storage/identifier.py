@@ -39,8 +39,8 @@ from stellarpacs.storage.matching import (
     parse_condition,
 )
 from stellarpacs.storage.qrmodel import (
+    INFORMATION_MODELS,
     KEYS,
-    MODELS,
     QUERY_RETRIEVE_LEVEL,
     SPECIFIC_CHARACTER_SET,
     UNIQUE_KEYS,
@@ -288,7 +288,7 @@ def parse_query(ds: Dataset, model_uid: str, *, fold_names: bool = True) -> Quer
 
     Raises :class:`QueryError` carrying the failure status to answer.
     """
-    model = MODELS.get(model_uid)
+    model = INFORMATION_MODELS.get(model_uid)
     if model is None:
         raise QueryError(IDENTIFIER_DOES_NOT_MATCH, f"{model_uid} is not a FIND model")
     charset, encodings = _encodings(ds)

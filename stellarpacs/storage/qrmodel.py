@@ -24,9 +24,9 @@ from stellarpacs.uids import PATIENT_ROOT_QR_FIND, PATIENT_STUDY_ONLY_QR_FIND, S
 __all__ = [
     "FROM",
     "HEADER",
+    "INFORMATION_MODELS",
     "INSTANCE_AVAILABILITY",
     "KEYS",
-    "MODELS",
     "QUERY_RETRIEVE_LEVEL",
     "RETRIEVE_AE_TITLE",
     "SPECIFIC_CHARACTER_SET",
@@ -64,7 +64,7 @@ class Model:
         return max(native, self.levels[0])
 
 
-MODELS: Final[Mapping[str, Model]] = MappingProxyType(
+INFORMATION_MODELS: Final[Mapping[str, Model]] = MappingProxyType(
     {
         m.uid: m
         for m in (

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
 from stellarpacs.storage.index import _SELECT_RECORD, Index, InstanceRecord
-from stellarpacs.storage.qrmodel import KEYS, MODELS, UNIQUE_KEYS, Level
+from stellarpacs.storage.qrmodel import INFORMATION_MODELS, KEYS, UNIQUE_KEYS, Level
 from stellarpacs.uids import (
     PATIENT_ROOT_QR_FIND,
     PATIENT_ROOT_QR_GET,
@@ -44,7 +44,8 @@ _FIND_SIBLING = {
 
 #: The levels of each retrieve information model, top first.
 LEVELS: dict[str, tuple[str, ...]] = {
-    uid: tuple(level.name for level in MODELS[find].levels) for uid, find in _FIND_SIBLING.items()
+    uid: tuple(level.name for level in INFORMATION_MODELS[find].levels)
+    for uid, find in _FIND_SIBLING.items()
 }
 
 

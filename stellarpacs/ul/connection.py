@@ -4,7 +4,7 @@ The interface follows h11 and aioquic:
 
 - ``receive_data(data, now)`` feeds bytes read from the transport (``b""``
   means the peer closed it); ``next_event()`` then returns what the local
-  user must learn, one :class:`Event` at a time.
+  user must learn, one :class:`ConnectionEvent` at a time.
 - The user's own primitives are methods: :meth:`accept`, :meth:`reject`,
   :meth:`send_data`, :meth:`release`, :meth:`release_response`,
   :meth:`abort`, and for the requestor :meth:`request` and
@@ -48,11 +48,11 @@ from stellarpacs.ul.reader import PDUReader
 __all__ = [
     "Aborted",
     "AssociationAccepted",
-    "AssociationRejected",
+    "AssociationDeclined",
     "AssociationRequested",
     "Connection",
+    "ConnectionEvent",
     "DataReceived",
-    "Event",
     "ReleaseConfirmed",
     "ReleaseRequested",
 ]
@@ -76,7 +76,7 @@ class AssociationAccepted:
 
 
 @dataclass(frozen=True, slots=True)
-class AssociationRejected:
+class AssociationDeclined:
     """A-ASSOCIATE confirmation (reject) (requestor)."""
 
     response: AAssociateRJ
@@ -114,10 +114,10 @@ class Aborted:
     reason: int | None = None
 
 
-Event = (
+ConnectionEvent = (
     AssociationRequested
     | AssociationAccepted
-    | AssociationRejected
+    | AssociationDeclined
     | DataReceived
     | ReleaseRequested
     | ReleaseConfirmed
@@ -135,7 +135,7 @@ _PDU_EVENTS: dict[type[object], FsmEvent] = {
 }
 
 
-def _indication(effect: fsm.Indicate) -> Event:
+def _indication(effect: fsm.Indicate) -> ConnectionEvent:
     """Translate an indicated primitive into the event the user sees."""
     pdu = effect.pdu
     match effect.primitive:
@@ -144,7 +144,7 @@ def _indication(effect: fsm.Indicate) -> Event:
         case Primitive.A_ASSOCIATE_ACCEPT if isinstance(pdu, AAssociateAC):
             return AssociationAccepted(pdu)
         case Primitive.A_ASSOCIATE_REJECT if isinstance(pdu, AAssociateRJ):
-            return AssociationRejected(pdu)
+            return AssociationDeclined(pdu)
         case Primitive.P_DATA_INDICATION if isinstance(pdu, PDataTF):
             return DataReceived(pdu)
         case Primitive.A_RELEASE_INDICATION:
@@ -176,7 +176,7 @@ class Connection:
         self.state = State.STA1
         self.artim_timeout = artim_timeout
         self._reader = PDUReader(max_pdata_length=max_pdu_length)
-        self._events: deque[Event] = deque()
+        self._events: deque[ConnectionEvent] = deque()
         self._out: list[bytes] = []
         self._deadline: float | None = None
         self._now = 0.0
@@ -273,7 +273,7 @@ class Connection:
         self._out.clear()
         return out
 
-    def next_event(self) -> Event | None:
+    def next_event(self) -> ConnectionEvent | None:
         """The next event for the local user, or None."""
         return self._events.popleft() if self._events else None
 

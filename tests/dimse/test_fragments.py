@@ -16,10 +16,10 @@ from stellarpacs.dimse.command_codec import decode_command, encode_command
 from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP, Message
 from stellarpacs.dimse.fragments import (
     MAX_COMMAND_SET_LENGTH,
+    AssemblerEvent,
     CommandReceived,
     DatasetFragment,
     DatasetFragmenter,
-    Event,
     MessageAssembler,
     fragment_message,
     iter_dataset_pdus,
@@ -44,8 +44,8 @@ def pdu_length(pdu: PDataTF) -> int:
     return sum(4 + 2 + len(pdv.data) for pdv in pdu.pdvs)
 
 
-def feed_all(assembler: MessageAssembler, pdus: list[PDataTF]) -> list[Event]:
-    events: list[Event] = []
+def feed_all(assembler: MessageAssembler, pdus: list[PDataTF]) -> list[AssemblerEvent]:
+    events: list[AssemblerEvent] = []
     for pdu in pdus:
         events.extend(assembler.receive(pdu))
     return events

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stellarpacs.dimse.status import Service, Status, StatusCategory, category, describe
+from stellarpacs.dimse.status import ServiceClass, Status, StatusCategory, category, describe
 
 S, W, F, C, P = (
     StatusCategory.SUCCESS,
@@ -108,21 +108,21 @@ def test_named_statuses_have_the_standard_values() -> None:
     [
         (0x0000, None, "0x0000 success: success"),
         (0x0122, None, "0x0122 failure: SOP class not supported"),
-        (0xA7F3, Service.STORAGE, "0xA7F3 failure: refused: out of resources"),
-        (0xA9AA, Service.STORAGE, "0xA9AA failure: error: data set does not match SOP class"),
-        (0xC123, Service.STORAGE, "0xC123 failure: error: cannot understand"),
-        (0xB000, Service.STORAGE, "0xB000 warning: coercion of data elements"),
+        (0xA7F3, ServiceClass.STORAGE, "0xA7F3 failure: refused: out of resources"),
+        (0xA9AA, ServiceClass.STORAGE, "0xA9AA failure: error: data set does not match SOP class"),
+        (0xC123, ServiceClass.STORAGE, "0xC123 failure: error: cannot understand"),
+        (0xB000, ServiceClass.STORAGE, "0xB000 warning: coercion of data elements"),
         (
             0xB000,
-            Service.MOVE,
+            ServiceClass.MOVE,
             "0xB000 warning: sub-operations complete, one or more failures or warnings",
         ),
-        (0xA801, Service.MOVE, "0xA801 failure: refused: move destination unknown"),
-        (0xA801, Service.GET, "0xA801 failure"),
-        (0xFF01, Service.FIND, "0xFF01 pending: pending: optional keys not supported"),
-        (0xFF00, Service.GET, "0xFF00 pending: pending: sub-operations are continuing"),
+        (0xA801, ServiceClass.MOVE, "0xA801 failure: refused: move destination unknown"),
+        (0xA801, ServiceClass.GET, "0xA801 failure"),
+        (0xFF01, ServiceClass.FIND, "0xFF01 pending: pending: optional keys not supported"),
+        (0xFF00, ServiceClass.GET, "0xFF00 pending: pending: sub-operations are continuing"),
         (0x1234, None, "0x1234 failure"),
     ],
 )
-def test_describe(status: int, service: Service | None, expected: str) -> None:
+def test_describe(status: int, service: ServiceClass | None, expected: str) -> None:
     assert describe(status, service) == expected

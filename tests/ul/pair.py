@@ -33,11 +33,11 @@ from stellarpacs.ul.codec import decode_pdu, encode_pdu
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationAccepted,
-    AssociationRejected,
+    AssociationDeclined,
     AssociationRequested,
     Connection,
+    ConnectionEvent,
     DataReceived,
-    Event,
     ReleaseConfirmed,
     ReleaseRequested,
 )
@@ -67,14 +67,14 @@ def random_splitter(rng: random.Random) -> Splitter:
     return split
 
 
-def allowed_states(event: Event, requestor: bool) -> frozenset[State]:
+def allowed_states(event: ConnectionEvent, requestor: bool) -> frozenset[State]:
     """The states a machine may be in right after indicating ``event`` (PS3.8 Table 9-10)."""
     match event:
         case AssociationRequested():
             return frozenset() if requestor else frozenset({State.STA3})  # AE-6
         case AssociationAccepted():
             return frozenset({State.STA6}) if requestor else frozenset()  # AE-3
-        case AssociationRejected():
+        case AssociationDeclined():
             return frozenset({State.STA1}) if requestor else frozenset()  # AE-4
         case DataReceived():
             return frozenset({State.STA6, State.STA7})  # DT-2, AR-6
@@ -113,18 +113,18 @@ class Side:
     """One end of the pair: its connection, what it saw and what it sent."""
 
     conn: Connection
-    events: list[Event] = field(default_factory=list)
+    events: list[ConnectionEvent] = field(default_factory=list)
     sent: list[PDU] = field(default_factory=list)
     #: Chunks on their way to this side, each with the number of PDUs it completes;
     #: None is the end of stream.
     inbox: deque[tuple[bytes, int] | None] = field(default_factory=deque)
-    unread: list[Event] = field(default_factory=list)
+    unread: list[ConnectionEvent] = field(default_factory=list)
 
     @property
     def state(self) -> State:
         return self.conn.state
 
-    def take(self) -> list[Event]:
+    def take(self) -> list[ConnectionEvent]:
         """The events seen since the last call."""
         unread, self.unread = self.unread, []
         return unread
@@ -238,7 +238,7 @@ class Pair:
     # --- events -------------------------------------------------------------------
 
     def _drain(self, side: Side, completed: int) -> None:
-        new: list[Event] = []
+        new: list[ConnectionEvent] = []
         while (event := side.conn.next_event()) is not None:
             new.append(event)
         assert len(new) <= completed, f"{len(new)} events from {completed} PDUs: {new}"

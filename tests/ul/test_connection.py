@@ -20,11 +20,11 @@ from stellarpacs.ul.codec import decode_pdu, encode_pdu
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationAccepted,
-    AssociationRejected,
+    AssociationDeclined,
     AssociationRequested,
     Connection,
+    ConnectionEvent,
     DataReceived,
-    Event,
     ReleaseConfirmed,
     ReleaseRequested,
 )
@@ -219,7 +219,7 @@ def test_reject_then_artim_when_the_requestor_never_closes() -> None:
     deadline = pair.now + ARTIM
     assert pair.acc.conn.next_deadline() == deadline  # AE-8
     pair.transfer()
-    assert pair.req.take() == [AssociationRejected(RJ)]
+    assert pair.req.take() == [AssociationDeclined(RJ)]
     assert pair.req.state is State.STA1 and pair.req.conn.wants_close  # AE-4
 
     pair.advance(ARTIM - 0.5)
@@ -238,7 +238,7 @@ def test_provider_rejects_a_protocol_version_without_bit_0() -> None:
     pair.transfer()
     assert pair.acc.take() == []
     assert pair.acc.state is State.STA13
-    assert pair.req.take() == [AssociationRejected(AAssociateRJ(1, 2, 2))]
+    assert pair.req.take() == [AssociationDeclined(AAssociateRJ(1, 2, 2))]
 
 
 # --- ARTIM -------------------------------------------------------------------------------
@@ -677,10 +677,10 @@ def _check_invariants(side: Side) -> None:
         assert conn.state in (State.STA1, State.STA2)
 
 
-_FINAL = (Aborted, AssociationRejected)
+_FINAL = (Aborted, AssociationDeclined)
 
 
-def _check_event_sequence(events: list[Event], requestor: bool) -> None:
+def _check_event_sequence(events: list[ConnectionEvent], requestor: bool) -> None:
     opening = AssociationAccepted if requestor else AssociationRequested
     established = False
     release_seen = False

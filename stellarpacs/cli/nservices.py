@@ -1,30 +1,26 @@
-"""The command line of the DIMSE-N services.
-
-Client commands, to test other archives (``python -m stellarpacs ...``):
+"""The command line of the DIMSE-N services: client commands, to test other archives.
 
 * ``commit HOST PORT PATH... --listen-port N``: ask for storage commitment of
   the files' instances and print the result (exit 0 only for event type 1);
 * ``mpps HOST PORT --patient-id ID --study UID [--final COMPLETED]``: N-CREATE
   an MPPS IN PROGRESS, then optionally N-SET it to its final status.
 
-The listings behind ``storage mpps`` and ``storage commitments`` (registered
-by :mod:`stellarpacs.storage.cli`) are here too: :func:`load_mpps`,
-:func:`show_mpps`, :func:`load_commitments`, :func:`show_commitments`.
+What this archive keeps of them is listed by ``storage mpps`` and ``storage
+commitments`` (:mod:`stellarpacs.cli.storage`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydicom.dataset import Dataset
 
+from stellarpacs.aio.client import ProposedContext
 from stellarpacs.aio.nclient import (
     CommitmentReport,
     FailureReason,
@@ -33,143 +29,19 @@ from stellarpacs.aio.nclient import (
     mpps_create,
     mpps_set,
 )
-from stellarpacs.cli_support import add_peer_flags, connect_peer, run
+from stellarpacs.aio.storescu import scan_paths
+from stellarpacs.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Subparsers,
+    add_peer_flags,
+    connect_peer,
+    run,
+)
 from stellarpacs.dimse.status import describe
-from stellarpacs.storage.nservices import CommitmentRequest, MPPSSummary, NServiceStore
-from stellarpacs.storage.paths import Layout
+from stellarpacs.uids import MPPS
 
-__all__ = [
-    "load_commitments",
-    "load_mpps",
-    "mpps_attributes",
-    "register",
-    "show_commitments",
-    "show_mpps",
-]
-
-EXIT_OK, EXIT_FAILED = 0, 1
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
-
-
-# --- storage mpps / storage commitments ---------------------------------------------------------
-
-
-async def load_mpps(root: Path) -> list[MPPSSummary]:
-    async with NServiceStore(Layout(root).index_path) as store:
-        return await store.mpps_summaries()
-
-
-async def load_commitments(root: Path) -> list[CommitmentRequest]:
-    async with NServiceStore(Layout(root).index_path) as store:
-        return await store.commitments()
-
-
-def _first(attributes: dict[str, Any], tag: str) -> str:
-    values = attributes.get(tag, {}).get("Value") or [""]
-    return str(values[0])
-
-
-def _mpps_json(summary: MPPSSummary) -> dict[str, object]:
-    record = summary.record
-    return {
-        "sop_instance_uid": record.sop_instance_uid,
-        "status": record.status,
-        "patient_id": _first(record.attributes, "00100020"),
-        "modality": _first(record.attributes, "00080060"),
-        "study_uids": list(record.study_uids),
-        "studies_stored": summary.studies_stored,
-        "instances_stored": summary.instances_stored,
-        "images_referenced": summary.images_referenced,
-        "images_stored": summary.images_stored,
-        "calling_ae": record.calling_ae,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    }
-
-
-def _stored_text(summary: MPPSSummary) -> str:
-    wanted = len(summary.record.study_uids)
-    if not wanted:
-        return "no study named"
-    return f"{summary.studies_stored} of {wanted} stored"
-
-
-def show_mpps(summaries: list[MPPSSummary], *, as_json: bool) -> int:
-    """Print the MPPS instances with what of their studies is stored."""
-    if as_json:
-        print(json.dumps([_mpps_json(s) for s in summaries], ensure_ascii=False))
-        return EXIT_OK
-    if not summaries:
-        print("no MPPS instances")
-        return EXIT_OK
-    header = ("MPPS INSTANCE UID", "STATUS", "PATIENT ID", "MODALITY", "STUDY INSTANCE UID",
-              "STUDY", "INSTANCES", "IMAGES", "UPDATED")  # fmt: skip
-    rows = [
-        (
-            s.record.sop_instance_uid,
-            s.record.status,
-            _first(s.record.attributes, "00100020"),
-            _first(s.record.attributes, "00080060"),
-            ", ".join(s.record.study_uids) or "-",
-            _stored_text(s),
-            str(s.instances_stored),
-            f"{s.images_stored}/{s.images_referenced}",
-            s.record.updated_at,
-        )
-        for s in summaries
-    ]
-    print(_table([header, *rows]))
-    return EXIT_OK
-
-
-def _commitment_json(request: CommitmentRequest) -> dict[str, object]:
-    return {
-        "transaction_uid": request.transaction_uid,
-        "requester_ae": request.requester_ae,
-        "references": len(request.references),
-        "state": request.state.value,
-        "duplicate": request.duplicate,
-        "event_type_id": request.event_type_id,
-        "failed": request.failed_count,
-        "attempts": request.attempts,
-        "received_at": request.received_at,
-        "delivered_at": request.delivered_at,
-        "last_error": request.last_error,
-    }
-
-
-def show_commitments(requests: list[CommitmentRequest], *, as_json: bool) -> int:
-    """Print the storage commitment requests, pending and delivered."""
-    if as_json:
-        print(json.dumps([_commitment_json(r) for r in requests], ensure_ascii=False))
-        return EXIT_OK
-    if not requests:
-        print("no storage commitment requests")
-        return EXIT_OK
-    header = ("TRANSACTION UID", "REQUESTER", "REFS", "STATE", "EVENT", "FAILED", "ATTEMPTS",
-              "RECEIVED", "LAST ERROR")  # fmt: skip
-    rows = [
-        (
-            r.transaction_uid,
-            r.requester_ae,
-            str(len(r.references)),
-            r.state.value,
-            "-" if r.event_type_id is None else str(r.event_type_id),
-            "-" if r.failed_count is None else str(r.failed_count),
-            str(r.attempts),
-            r.received_at,
-            r.last_error[:60],
-        )
-        for r in requests
-    ]
-    print(_table([header, *rows]))
-    return EXIT_OK
+__all__ = ["mpps_attributes", "print_report", "register"]
 
 
 # --- commit -------------------------------------------------------------------------------
@@ -195,8 +67,6 @@ def print_report(report: CommitmentReport) -> None:
 
 
 def _references(args: argparse.Namespace) -> list[SOPReference]:
-    from stellarpacs.aio.storescu import scan_paths
-
     items, skipped = scan_paths([Path(p) for p in args.paths])
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
@@ -275,9 +145,6 @@ def _final_modifications(status: str, series: Sequence[str]) -> Dataset:
 
 
 async def _mpps(args: argparse.Namespace) -> int:
-    from stellarpacs.aio.client import ProposedContext
-    from stellarpacs.uids import MPPS
-
     client = await connect_peer(args, [ProposedContext(MPPS)])
     async with client:
         attributes = mpps_attributes(args.patient_id, args.study, args.modality)
@@ -295,7 +162,7 @@ def cmd_mpps(args: argparse.Namespace) -> int:
     return run(_mpps(args))
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> None:
     """Add ``commit`` and ``mpps`` to the command line."""
     parser = commands.add_parser("commit", help="request storage commitment (N-ACTION)")
     add_peer_flags(parser, timeout=60.0)

@@ -24,13 +24,13 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from stellarpacs.cli_support import add_peer_flags, connect_peer, run
+from stellarpacs.cli.common import EXIT_OK, Subparsers, add_peer_flags, connect_peer, run
 from stellarpacs.errors import ConfigError
 from stellarpacs.uids import PATIENT_ROOT_QR_FIND, PATIENT_STUDY_ONLY_QR_FIND, STUDY_ROOT_QR_FIND
 
 __all__ = ["build_identifier", "parse_key", "register"]
 
-MODELS: Final = {
+FIND_MODEL_CHOICES: Final = {
     "patient": PATIENT_ROOT_QR_FIND,
     "study": STUDY_ROOT_QR_FIND,
     "psonly": PATIENT_STUDY_ONLY_QR_FIND,
@@ -163,7 +163,7 @@ def format_table(identifier: Dataset, matches: Sequence[Dataset]) -> str:
 
 async def _find(args: argparse.Namespace) -> int:
     identifier = build_identifier(args.keys, args.level, defaults=not args.no_defaults)
-    model = MODELS[args.model]
+    model = FIND_MODEL_CHOICES[args.model]
     association = await connect_peer(args, [model])
     matches: list[Dataset] = []
     async with association, aclosing(association.find(model, identifier)) as found:
@@ -176,7 +176,7 @@ async def _find(args: argparse.Namespace) -> int:
     else:
         print(format_table(identifier, matches))
     print(f"{len(matches)} matches", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def cmd_find(args: argparse.Namespace) -> int:
@@ -187,7 +187,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     return run(_find(args))
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> None:
     """Add ``find`` to the command line."""
     parser = commands.add_parser("find", help="query a DICOM peer (C-FIND)")
     add_peer_flags(parser)
@@ -200,7 +200,7 @@ def register(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="a matching key, or a return key without value (repeatable)",
     )
-    parser.add_argument("--model", choices=sorted(MODELS), default="study")
+    parser.add_argument("--model", choices=sorted(FIND_MODEL_CHOICES), default="study")
     parser.add_argument("--level", choices=LEVELS, default="STUDY", type=str.upper)
     parser.add_argument("--json", action="store_true", help="print DICOM JSON")
     parser.add_argument("--limit", type=int, default=0, help="cancel after N matches")

@@ -1,7 +1,8 @@
 """``python -m stellarpacs storage ...``: the storage management tools on the command line.
 
 The tools of the 1.3 conformance statement (3.1.3.2.2.1, "tools are provided to
-manage storage"): ``stats``, ``list``, ``verify``, ``reindex`` and ``delete``.
+manage storage"): ``stats``, ``list``, ``verify``, ``reindex`` and ``delete``;
+and the listings of what the DIMSE-N services keep, ``mpps`` and ``commitments``.
 Each opens the index by itself, so it can run beside a serving process (the
 index is in WAL mode: readers never block the writer; ``reindex`` rebuilds in one
 transaction, so a running server's commits wait for it). Every failure a user
@@ -16,21 +17,22 @@ import asyncio
 import json
 import sqlite3
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TextIO, TypeVar
 
+from stellarpacs.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, Subparsers, table
 from stellarpacs.config import load_config
 from stellarpacs.errors import StellarPACSError
 from stellarpacs.storage import tools
 from stellarpacs.storage.index import StudySummary
+from stellarpacs.storage.nservices import CommitmentRequest, MPPSSummary, NServiceStore
 from stellarpacs.storage.paths import Layout
 
 __all__ = ["ProgressBar", "StorageToolError", "register"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _BAR_WIDTH: Final = 30
 _T = TypeVar("_T")
 _UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -111,14 +113,6 @@ class ProgressBar:
             self._stream.flush()
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = (
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
-    return list(lines)
-
-
 _LIST_HEADER: Final = (
     "PATIENT ID",
     "PATIENT NAME",
@@ -146,6 +140,121 @@ def _study_json(study: StudySummary) -> dict[str, object]:
     return asdict(study) | {"modalities": list(study.modalities)}
 
 
+# -- what the DIMSE-N services keep --------------------------------------------------------
+
+
+async def load_mpps(root: Path) -> list[MPPSSummary]:
+    async with NServiceStore(Layout(root).index_path) as store:
+        return await store.mpps_summaries()
+
+
+async def load_commitments(root: Path) -> list[CommitmentRequest]:
+    async with NServiceStore(Layout(root).index_path) as store:
+        return await store.commitments()
+
+
+def _first(attributes: dict[str, Any], tag: str) -> str:
+    values = attributes.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def _mpps_json(summary: MPPSSummary) -> dict[str, object]:
+    record = summary.record
+    return {
+        "sop_instance_uid": record.sop_instance_uid,
+        "status": record.status,
+        "patient_id": _first(record.attributes, "00100020"),
+        "modality": _first(record.attributes, "00080060"),
+        "study_uids": list(record.study_uids),
+        "studies_stored": summary.studies_stored,
+        "instances_stored": summary.instances_stored,
+        "images_referenced": summary.images_referenced,
+        "images_stored": summary.images_stored,
+        "calling_ae": record.calling_ae,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def _stored_text(summary: MPPSSummary) -> str:
+    wanted = len(summary.record.study_uids)
+    if not wanted:
+        return "no study named"
+    return f"{summary.studies_stored} of {wanted} stored"
+
+
+def show_mpps(summaries: list[MPPSSummary], *, as_json: bool) -> int:
+    """Print the MPPS instances with what of their studies is stored."""
+    if as_json:
+        print(json.dumps([_mpps_json(s) for s in summaries], ensure_ascii=False))
+        return EXIT_OK
+    if not summaries:
+        print("no MPPS instances")
+        return EXIT_OK
+    header = ("MPPS INSTANCE UID", "STATUS", "PATIENT ID", "MODALITY", "STUDY INSTANCE UID",
+              "STUDY", "INSTANCES", "IMAGES", "UPDATED")  # fmt: skip
+    rows = [
+        (
+            s.record.sop_instance_uid,
+            s.record.status,
+            _first(s.record.attributes, "00100020"),
+            _first(s.record.attributes, "00080060"),
+            ", ".join(s.record.study_uids) or "-",
+            _stored_text(s),
+            str(s.instances_stored),
+            f"{s.images_stored}/{s.images_referenced}",
+            s.record.updated_at,
+        )
+        for s in summaries
+    ]
+    print("\n".join(table([header, *rows])))
+    return EXIT_OK
+
+
+def _commitment_json(request: CommitmentRequest) -> dict[str, object]:
+    return {
+        "transaction_uid": request.transaction_uid,
+        "requester_ae": request.requester_ae,
+        "references": len(request.references),
+        "state": request.state.value,
+        "duplicate": request.duplicate,
+        "event_type_id": request.event_type_id,
+        "failed": request.failed_count,
+        "attempts": request.attempts,
+        "received_at": request.received_at,
+        "delivered_at": request.delivered_at,
+        "last_error": request.last_error,
+    }
+
+
+def show_commitments(requests: list[CommitmentRequest], *, as_json: bool) -> int:
+    """Print the storage commitment requests, pending and delivered."""
+    if as_json:
+        print(json.dumps([_commitment_json(r) for r in requests], ensure_ascii=False))
+        return EXIT_OK
+    if not requests:
+        print("no storage commitment requests")
+        return EXIT_OK
+    header = ("TRANSACTION UID", "REQUESTER", "REFS", "STATE", "EVENT", "FAILED", "ATTEMPTS",
+              "RECEIVED", "LAST ERROR")  # fmt: skip
+    rows = [
+        (
+            r.transaction_uid,
+            r.requester_ae,
+            str(len(r.references)),
+            r.state.value,
+            "-" if r.event_type_id is None else str(r.event_type_id),
+            "-" if r.failed_count is None else str(r.failed_count),
+            str(r.attempts),
+            r.received_at,
+            r.last_error[:60],
+        )
+        for r in requests
+    ]
+    print("\n".join(table([header, *rows])))
+    return EXIT_OK
+
+
 # -- the commands ------------------------------------------------------------------------------
 
 
@@ -167,7 +276,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_study_json(s) for s in studies], ensure_ascii=False))
     elif studies:
-        print("\n".join(_table([_LIST_HEADER, *(_study_line(s) for s in studies)])))
+        print("\n".join(table([_LIST_HEADER, *(_study_line(s) for s in studies)])))
     else:
         print("no studies")
     return EXIT_OK
@@ -218,25 +327,18 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_mpps(args: argparse.Namespace) -> int:
-    from stellarpacs import nservices_cli  # the N-services own their listings
-
     root = _indexed_root(args)
-    return nservices_cli.show_mpps(_run(nservices_cli.load_mpps(root), root), as_json=args.json)
+    return show_mpps(_run(load_mpps(root), root), as_json=args.json)
 
 
 def cmd_commitments(args: argparse.Namespace) -> int:
-    from stellarpacs import nservices_cli
-
     root = _indexed_root(args)
-    requests = _run(nservices_cli.load_commitments(root), root)
-    return nservices_cli.show_commitments(requests, as_json=args.json)
+    return show_commitments(_run(load_commitments(root), root), as_json=args.json)
 
 
 # -- registration ------------------------------------------------------------------------------
 
-_Command = Callable[[argparse.Namespace], int]
-
-_COMMANDS: Final[Mapping[str, tuple[_Command, str]]] = MappingProxyType(
+_COMMANDS: Final[Mapping[str, tuple[Command, str]]] = MappingProxyType(
     {
         "stats": (cmd_stats, "patients, studies, series, instances and bytes in the index"),
         "list": (cmd_list, "the studies, one line each"),
@@ -265,7 +367,7 @@ def _add_extras(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--yes", action="store_true", help="really delete")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add ``storage`` and its sub-commands to the main parser's sub-commands."""
     storage = subparsers.add_parser("storage", help="storage tools: stats, list, verify, ...")
     commands = storage.add_subparsers(dest="storage_command", metavar="TOOL", required=True)

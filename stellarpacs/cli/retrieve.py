@@ -12,15 +12,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 from pydicom.dataset import Dataset
 
 from stellarpacs.aio.client import ProposedContext, get_contexts
 from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
-from stellarpacs.cli_support import add_peer_flags, connect_peer, run
-from stellarpacs.dimse.status import Service, StatusCategory, describe
-from stellarpacs.query_cli import build_identifier
+from stellarpacs.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    add_peer_flags,
+    connect_peer,
+    run,
+)
+from stellarpacs.cli.query import build_identifier
+from stellarpacs.dimse.status import ServiceClass, StatusCategory, describe
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -36,7 +44,7 @@ from stellarpacs.uids import (
 __all__ = ["register"]
 
 #: --model -> (MOVE model, GET model) (PS3.4 C.6).
-MODELS: dict[str, tuple[str, str]] = {
+RETRIEVE_MODEL_CHOICES: Final[dict[str, tuple[str, str]]] = {
     "patient": (PATIENT_ROOT_QR_MOVE, PATIENT_ROOT_QR_GET),
     "study": (STUDY_ROOT_QR_MOVE, STUDY_ROOT_QR_GET),
     "psonly": (PATIENT_STUDY_ONLY_QR_MOVE, PATIENT_STUDY_ONLY_QR_GET),
@@ -52,7 +60,7 @@ def _progress(response: RetrieveResponse) -> str:
     return f"0x{response.status:04X} {counts}"
 
 
-async def _follow(stream: RetrieveStream, service: Service, what: str) -> int:
+async def _follow(stream: RetrieveStream, service: ServiceClass, what: str) -> int:
     """Print each response, then a summary; the exit status."""
     async with stream:
         async for response in stream:
@@ -61,7 +69,7 @@ async def _follow(stream: RetrieveStream, service: Service, what: str) -> int:
     final = stream.final
     if final is None:
         print(f"{what}: no final response", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(f"{what}: {describe(final.status, service)}")
     print(
         f"{final.completed or 0} completed, {final.failed or 0} failed, "
@@ -72,7 +80,7 @@ async def _follow(stream: RetrieveStream, service: Service, what: str) -> int:
         print(f"comment: {final.error_comment}")
     for uid in final.failed_sop_instance_uids:
         print(f"FAILED {uid}")
-    return 0 if final.category is StatusCategory.SUCCESS else 1
+    return EXIT_OK if final.category is StatusCategory.SUCCESS else EXIT_FAILED
 
 
 def _identifier(args: argparse.Namespace) -> Dataset:
@@ -82,31 +90,31 @@ def _identifier(args: argparse.Namespace) -> Dataset:
 
 async def _move(args: argparse.Namespace) -> int:
     identifier = _identifier(args)
-    model = MODELS[args.model][0]
+    model = RETRIEVE_MODEL_CHOICES[args.model][0]
     client = await connect_peer(args, [ProposedContext(model)])
     async with client:
         stream = client.move(model, identifier, args.dest)
-        return await _follow(stream, Service.MOVE, f"C-MOVE to {args.dest}")
+        return await _follow(stream, ServiceClass.MOVE, f"C-MOVE to {args.dest}")
 
 
 async def _get(args: argparse.Namespace) -> int:
     identifier = _identifier(args)
-    model = MODELS[args.model][1]
+    model = RETRIEVE_MODEL_CHOICES[args.model][1]
     sop_classes = [*(c.uid for c in TABLE2_STORAGE), *args.sop_classes]
     syntaxes = args.syntaxes or [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]
     try:
         contexts = get_contexts(sop_classes, syntaxes, models=(model,))
     except ValueError as error:
         print(f"stellarpacs get: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     handler = FolderStoreHandler(Path(args.output))
     client = await connect_peer(args, contexts)
     async with client:
-        status = await _follow(client.get(model, identifier, handler), Service.GET, "C-GET")
+        status = await _follow(client.get(model, identifier, handler), ServiceClass.GET, "C-GET")
     print(f"{len(handler.received)} instances written to {args.output}")
     for uid, why in handler.failed:
         print(f"NOT WRITTEN {uid}: {why}")
-    return status if not handler.failed else 1
+    return status if not handler.failed else EXIT_FAILED
 
 
 def cmd_move(args: argparse.Namespace) -> int:
@@ -128,13 +136,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="identifier key, e.g. StudyInstanceUID=1.2.3 or 0020,000D=1.2.3 (repeatable)",
     )
-    parser.add_argument("--model", choices=sorted(MODELS), default="study", help="Q/R model")
+    parser.add_argument(
+        "--model", choices=sorted(RETRIEVE_MODEL_CHOICES), default="study", help="Q/R model"
+    )
     parser.add_argument(
         "--level", default="STUDY", help="Query/Retrieve Level: PATIENT, STUDY, SERIES or IMAGE"
     )
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> None:
     """Add ``move`` and ``get`` to the command line."""
     move = commands.add_parser("move", help="ask a peer to send instances to an AE (C-MOVE)")
     _add_common(move)

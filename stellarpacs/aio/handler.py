@@ -1,10 +1,14 @@
-"""What a service class provider looks like to the server.
+"""What the server hands requests to: the service handler interface.
 
-A service is an *intervention handler*: exactly one answers each request
-class (PS3.7 9, 10).  It declares the abstract syntaxes it serves and the
-transfer syntaxes it accepts for each, in preference order; the server
-builds its negotiation policy from these declarations, so what is accepted
-at association time is exactly what can be served.
+A service handler is an *intervention handler*: exactly one answers each
+request class (PS3.7 9, 10).  It declares the abstract syntaxes it serves and
+the transfer syntaxes it accepts for each, in preference order; the server
+builds its negotiation policy from these declarations, so what is accepted at
+association time is exactly what can be served.
+
+The interface lives here, below the service class providers of
+:mod:`stellarpacs.services`, so the server depends on it alone and the
+services (which may import ``aio``) implement it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.dimse.commands import Message
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
-__all__ = ["Service"]
+__all__ = ["ServiceHandler"]
 
 
-class Service(Protocol):
+class ServiceHandler(Protocol):
     """A service class provider (SCP) the server dispatches requests to."""
 
     @property

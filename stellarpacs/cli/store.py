@@ -13,11 +13,17 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.aio.storescu import StoreResult, scan_paths, store_paths
-from stellarpacs.cli_support import add_peer_flags, connect_peer, run
+from stellarpacs.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Subparsers,
+    add_peer_flags,
+    connect_peer,
+    run,
+)
 from stellarpacs.dimse.status import StatusCategory, category, describe
 
 __all__ = ["register"]
@@ -60,7 +66,7 @@ async def _store(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not items:
         print("nothing to send: no DICOM PS3.10 files found", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     progress = _Progress(len(items), enabled=args.progress or sys.stderr.isatty())
 
     async def open_association(contexts: list[ProposedContext]) -> ClientAssociation:
@@ -72,14 +78,14 @@ async def _store(args: argparse.Namespace) -> int:
     for result in failures:
         why = result.error or describe(result.status or 0)
         print(f"FAILED {result.item.path}: {why}")
-    return 0 if not failures and not skipped else 1
+    return EXIT_OK if not failures and not skipped else EXIT_FAILED
 
 
 def cmd_store(args: argparse.Namespace) -> int:
     return run(_store(args))
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> None:
     """Add ``store`` to the command line."""
     parser = commands.add_parser("store", help="send DICOM files or folders (C-STORE)")
     add_peer_flags(parser, timeout=60.0)

@@ -2,6 +2,11 @@
 
 The 1.3 statement accepts Verification with Implicit VR Little Endian only
 (3.1.3.1.4), so that is the one transfer syntax offered here.
+
+It lives in ``aio`` because it needs nothing above the association: the
+:class:`~stellarpacs.aio.server.Server` puts one first among its handlers
+unless it is given one, so ``Server(config)`` serves Verification without the
+server importing :mod:`stellarpacs.services`.
 """
 
 from __future__ import annotations

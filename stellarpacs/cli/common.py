@@ -1,0 +1,105 @@
+"""What the command groups share: exit statuses, the ``register`` type, the peer flags,
+the association they describe, and the event loop a command runs on."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Final, TypeAlias, TypeVar
+
+from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "Register",
+    "Subparsers",
+    "add_peer_flags",
+    "connect_peer",
+    "os_reason",
+    "run",
+    "setup_logging",
+    "table",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+#: What ``add_subparsers()`` returns; each command group adds its commands to it.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+#: A command group's ``register``: adds its sub-commands, each with ``func`` set.
+Register: TypeAlias = Callable[[Subparsers], None]
+#: The ``func`` a sub-command sets: parsed arguments in, exit status out.
+Command: TypeAlias = Callable[[argparse.Namespace], int]
+
+_T = TypeVar("_T")
+
+
+def setup_logging(level: str) -> None:
+    """Log lines to stderr, as the server and the client commands print them."""
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def os_reason(error: OSError) -> str:
+    """The short reason of an OSError, without asyncio's restating of the address."""
+    if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
+
+
+def run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run on uvloop when it is installed (a dependency on Linux), else asyncio's loop."""
+    try:
+        import uvloop  # optional: absent off Linux
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as left-aligned columns two spaces apart, trailing blanks cut."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def add_peer_flags(parser: argparse.ArgumentParser, *, timeout: float = 30.0) -> None:
+    """HOST PORT and the association flags of every client command."""
+    parser.add_argument("host", help="peer host name or address")
+    parser.add_argument("port", type=int, help="peer TCP port")
+    parser.add_argument("--aet", default="STELLARPACS", help="our (calling) AE title")
+    parser.add_argument("--aec", default="ANY-SCP", help="the peer's (called) AE title")
+    parser.add_argument("--max-pdu", type=int, default=16384, dest="max_pdu_length")
+    parser.add_argument(
+        "--timeout", type=float, default=timeout, help="seconds to wait for each answer"
+    )
+
+
+async def connect_peer(
+    args: argparse.Namespace, contexts: Iterable[ProposedContext | str]
+) -> ClientAssociation:
+    """The association that :func:`add_peer_flags` describes, proposing ``contexts``."""
+    return await connect(
+        args.host,
+        args.port,
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        contexts=contexts,
+        max_pdu_length=args.max_pdu_length,
+        connect_timeout=args.timeout,
+        dimse_timeout=args.timeout,
+    )
