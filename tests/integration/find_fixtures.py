@@ -163,7 +163,7 @@ async def findscu(port: int, model: str, keys: list[str], workdir: Path, *extra:
         argv += ["-k", key]
     done = await run_process(*argv, HOST, str(port), env=dcmtk_env())
     files = sorted(workdir.glob("rsp*.dcm"))
-    matches = [dcmread(f, force=True) for f in files]
+    matches: list[Dataset] = [dcmread(f, force=True) for f in files]
     return FindscuRun(done.returncode, matches, done.stdout + done.stderr)
 
 

@@ -406,7 +406,8 @@ def _pynetdicom_get(
     ae.add_requested_context(model)
     for sop_class in sop_classes:
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    roles = [build_role(uid, scp_role=True) for uid in sop_classes]
+    # pynetdicom types ext_neg as a list of its whole user-information union.
+    roles: list[Any] = [build_role(uid, scp_role=True) for uid in sop_classes]
     identifier = Dataset()
     for key, value in keys.items():
         setattr(identifier, key, value)

@@ -24,6 +24,7 @@ from stellarpacs.ul.fsm import (
     step,
 )
 from stellarpacs.ul.pdus import (
+    PDU,
     AAbort,
     AAssociateAC,
     AAssociateRJ,
@@ -81,7 +82,7 @@ PDATA = PDataTF((PresentationDataValue(1, True, True, b"\x00\x01"),))
 USER_ABORT = AAbort(0, 0)
 PROVIDER_ABORT = AAbort(2, 2)
 
-PAYLOADS = {
+PAYLOADS: dict[Event, PDU] = {
     Event.EVT2: RQ,
     Event.EVT3: AC,
     Event.EVT4: RJ,
