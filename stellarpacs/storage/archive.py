@@ -2,18 +2,18 @@
 
 Theory of operation. ``begin()`` moves a spare empty file (made ahead of need
 in a worker thread, see :class:`files.Spares`) into ``tmp/`` and writes the
-PS3.10 preamble and meta; ``write()`` appends each data set fragment with a
-buffered write on the event loop. ``commit()`` then makes ONE worker-thread
-call (``_settle``): duplicate check on a plain read connection, fsync, header
-read back, move into the tree and fsync of the directory entry (shared with
-concurrent moves into the same folder). It hands the index row to the group
-writer, which commits the rows of all concurrent commits in one transaction,
-run as one call on the index's writer thread. Only after that commit is
-Success returned (PS3.4 B.2.3), so the order on disk is always: file durable,
-entry durable, row durable. A crash at any moment leaves either nothing in the
-tree, an unindexed orphan that the next store of the same instance replaces,
-or a complete indexed instance. ``open()`` removes what a crash left in
-``tmp/`` and the spares.
+PS3.10 preamble and meta (:mod:`stellarpacs.part10`); ``write()`` appends each
+data set fragment with a buffered write on the event loop. ``commit()`` then
+makes ONE worker-thread call (``_settle``): duplicate check on a plain read
+connection, fsync, header read back, move into the tree and fsync of the
+directory entry (shared with concurrent moves into the same folder). It hands
+the index row to the group writer, which commits the rows of all concurrent
+commits in one transaction, run as one call on the index's writer thread. Only
+after that commit is Success returned (PS3.4 B.2.3), so the order on disk is
+always: file durable, entry durable, row durable. A crash at any moment leaves
+either nothing in the tree, an unindexed orphan that the next store of the same
+instance replaces, or a complete indexed instance. ``open()`` removes what a
+crash left in ``tmp/`` and the spares.
 
 Per small instance the time goes to the three syncs (file, directory, SQLite
 WAL; about 1-2 ms on our VM disk), the header read (pydicom, about 0.2 ms;
@@ -36,6 +36,8 @@ from enum import Enum, IntEnum
 from pathlib import Path
 
 from stellarpacs.errors import LocalProtocolError
+from stellarpacs.fileio import TempFile, remove_quietly
+from stellarpacs.part10 import Part10Error, encode_file_meta
 from stellarpacs.storage import files
 from stellarpacs.storage.header import open_received
 from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, row_from_dataset
@@ -87,7 +89,7 @@ Hook = Callable[[StoredEvent], Awaitable[None]]
 
 def _failure(exc: BaseException) -> StoreOutcome:
     """Map what went wrong to its status; the comment goes into Error Comment (0000,0902)."""
-    if isinstance(exc, files.UnreadableDataSet):
+    if isinstance(exc, files.UnreadableDataSet | Part10Error):
         return StoreOutcome(StoreStatus.CANNOT_UNDERSTAND, None, error_comment=str(exc)[:64])
     return StoreOutcome(StoreStatus.OUT_OF_RESOURCES, None, error_comment=_comment(exc))
 
@@ -127,7 +129,7 @@ class IncomingInstance:
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_ae: str,
-        temp: files.TempFile | None,
+        temp: TempFile | None,
         failure: StoreOutcome | None,
     ) -> None:
         self._archive = archive
@@ -338,10 +340,10 @@ class Archive:
         """
         if not self._open:
             raise LocalProtocolError("the archive is not open")
-        temp: files.TempFile | None = None
+        temp: TempFile | None = None
         failure: StoreOutcome | None = None
         try:
-            header = files.encode_file_meta(
+            header = encode_file_meta(
                 sop_class_uid=sop_class_uid,
                 sop_instance_uid=sop_instance_uid,
                 transfer_syntax_uid=transfer_syntax_uid,
@@ -350,7 +352,7 @@ class Archive:
                 source_ae=calling_ae,
             )
             temp = self._temp_file(header)
-        except (OSError, files.UnreadableDataSet) as exc:
+        except (OSError, Part10Error) as exc:
             log.error("cannot begin storing %r: %s", sop_instance_uid, exc)
             failure = _failure(exc)
         return IncomingInstance(
@@ -363,7 +365,7 @@ class Archive:
             failure=failure,
         )
 
-    def _temp_file(self, header: bytes) -> files.TempFile:
+    def _temp_file(self, header: bytes) -> TempFile:
         """A spare moved into ``tmp/`` when one is ready (no inode to allocate), else a new one.
 
         The refill starts after the move: a file being created in the spare
@@ -373,10 +375,10 @@ class Archive:
         try:
             if spare is not None:
                 try:
-                    return files.TempFile.adopt(spare, self.layout.tmp_dir, header)
+                    return TempFile.adopt(spare, self.layout.tmp_dir, header)
                 except OSError as exc:
                     log.debug("spare temporary file unusable (%s); creating one", exc)
-            return files.TempFile.create(self.layout.tmp_dir, header)
+            return TempFile.create(self.layout.tmp_dir, header)
         finally:
             self._refill()
 
@@ -426,7 +428,7 @@ class Archive:
         assert settled.dest is not None
         return await self._index_row(settled.row, temp, settled.dest)
 
-    def _settle(self, incoming: IncomingInstance, temp: files.TempFile) -> _Settled:
+    def _settle(self, incoming: IncomingInstance, temp: TempFile) -> _Settled:
         """Blocking, one worker-thread call: everything a store does before its index commit.
 
         Duplicate check, fsync, header read, move into the tree with its
@@ -440,14 +442,14 @@ class Archive:
         temp.finish(fsync=self.fsync and first is None)
         row = self._row(incoming, temp)
         if first is not None:
-            files.remove_quietly(temp.path)
+            remove_quietly(temp.path)
             return _Settled(row, first, None)
         dest = self.layout.absolute(row.record.path)
         files.install(temp.path, dest, self._dirs)
         return _Settled(row, None, dest)
 
     @staticmethod
-    def _row(incoming: IncomingInstance, temp: files.TempFile) -> InstanceRow:
+    def _row(incoming: IncomingInstance, temp: TempFile) -> InstanceRow:
         """Blocking: the index row of a received file, from its header read back."""
         dataset = open_received(
             temp.path, offset=temp.header_size, transfer_syntax_uid=incoming.transfer_syntax_uid
@@ -462,7 +464,7 @@ class Archive:
             calling_ae=incoming.calling_ae,
         )
 
-    async def _index_row(self, row: InstanceRow, temp: files.TempFile, dest: Path) -> StoreOutcome:
+    async def _index_row(self, row: InstanceRow, temp: TempFile, dest: Path) -> StoreOutcome:
         """Commit the row of a placed file (group commit), then answer."""
         try:
             if await self._writer.submit(row):
@@ -482,22 +484,20 @@ class Archive:
         return StoreOutcome(StoreStatus.SUCCESS, first, duplicate=True)
 
     async def _duplicate(
-        self, first: InstanceRecord | None, temp: files.TempFile, placed: Path | None
+        self, first: InstanceRecord | None, temp: TempFile, placed: Path | None
     ) -> StoreOutcome:
         """Keep the first instance; drop ours unless it already sits at the first one's path."""
         self.duplicates += 1
         mine = placed if placed is not None else temp.path
         if first is None or self.layout.absolute(first.path) != mine:
-            await asyncio.to_thread(files.remove_quietly, mine)
+            await asyncio.to_thread(remove_quietly, mine)
         log.warning(
             "duplicate SOP Instance UID %r: keeping the first instance",
             first.sop_instance_uid if first else None,
         )
         return StoreOutcome(StoreStatus.SUCCESS, first, duplicate=True)
 
-    async def _fail(
-        self, exc: Exception, temp: files.TempFile, placed: Path | None
-    ) -> StoreOutcome:
+    async def _fail(self, exc: Exception, temp: TempFile, placed: Path | None) -> StoreOutcome:
         """Answer the failure; remove our file, never one that an index row points at."""
         outcome = _failure(exc)
         if outcome.status == StoreStatus.OUT_OF_RESOURCES:
@@ -506,7 +506,7 @@ class Archive:
             log.warning("refused a data set: %s", exc)
         await asyncio.to_thread(temp.abandon)
         if placed is not None and not await self._indexed_or_unknown(placed):
-            await asyncio.to_thread(files.remove_quietly, placed)
+            await asyncio.to_thread(remove_quietly, placed)
         return outcome
 
     async def _indexed_or_unknown(self, placed: Path) -> bool:

@@ -1,12 +1,11 @@
-"""PS3.10 files: the meta header, the temporary file, the spares, the atomic move.
+"""The archive's files on disk: the spares, directory durability, the atomic move.
 
-The data set is written exactly as the peer sent it; this module only puts a
-PS3.10 preamble and File Meta Information (PS3.10 7.1) in front of it. Writes
-to the temporary file are plain buffered writes (cheap enough for the event
-loop); everything that can block for milliseconds (fsync, rename, directory
-fsync) is a separate blocking function that the caller runs in a worker
-thread, once per instance. Reading a header back is :mod:`header`; this module
-needs no pydicom, so the SCU side can write files with it too.
+The data set is written exactly as the peer sent it, after the PS3.10 header
+of :mod:`stellarpacs.part10`, into a :class:`~stellarpacs.fileio.TempFile`
+(plain buffered writes, cheap enough for the event loop). Everything here that
+can block for milliseconds (fsync, rename, directory fsync) is a separate
+blocking function that the caller runs in a worker thread, once per instance.
+Reading a header back is :mod:`header`.
 """
 
 from __future__ import annotations
@@ -14,34 +13,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
-import struct
 import threading
 from collections import deque
 from pathlib import Path
-from typing import BinaryIO
 
 from stellarpacs.errors import DIMSEError
+from stellarpacs.fileio import new_file, remove_quietly
 
 __all__ = [
     "CANNOT_UNDERSTAND",
     "DirSync",
     "Spares",
-    "TempFile",
     "UnreadableDataSet",
     "clean_tmp",
-    "encode_file_meta",
     "fsync_dir",
     "install",
-    "remove_quietly",
 ]
 
 log = logging.getLogger(__name__)
 
 CANNOT_UNDERSTAND = 0xC000  # PS3.4 Table B.2-1, "Error: Cannot understand"
-PREAMBLE = bytes(128)  # PS3.10 7.1: 128 zero bytes, then "DICM"
-PREFIX = b"DICM"
-_WRITE_BUFFER = 256 * 1024
 
 
 class UnreadableDataSet(DIMSEError):
@@ -54,134 +45,6 @@ class UnreadableDataSet(DIMSEError):
 
     def __init__(self, message: str) -> None:
         super().__init__(CANNOT_UNDERSTAND, message)
-
-
-# -- File Meta Information, Explicit VR Little Endian (PS3.10 7.1, PS3.5 7.1.2) ---------------
-
-
-def _element(elem: int, vr: bytes, value: bytes) -> bytes:
-    """One group 0002 element; OB uses the 4-byte length form (PS3.5 Table 7.1-1)."""
-    if vr == b"OB":
-        return struct.pack("<HH2sHI", 0x0002, elem, vr, 0, len(value)) + value
-    if len(value) > 0xFFFE:
-        raise UnreadableDataSet(f"(0002,{elem:04X}) is too long for the file meta")
-    return struct.pack("<HH2sH", 0x0002, elem, vr, len(value)) + value
-
-
-def _padded(value: str, pad: bytes) -> bytes:
-    raw = value.encode("ascii", "replace")
-    return raw + pad if len(raw) % 2 else raw
-
-
-def encode_file_meta(
-    *,
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    transfer_syntax_uid: str,
-    implementation_class_uid: str,
-    implementation_version_name: str,
-    source_ae: str,
-) -> bytes:
-    """Preamble, ``DICM`` and group 0002 with its group length, ready to precede the data set.
-
-    UIDs are padded with NUL, text with a space (PS3.5 6.2). Values come from the
-    DIMSE command and the association, not from the data set (PS3.10 7.1).
-    """
-    body = b"".join(
-        (
-            _element(0x0001, b"OB", b"\x00\x01"),
-            _element(0x0002, b"UI", _padded(sop_class_uid, b"\0")),
-            _element(0x0003, b"UI", _padded(sop_instance_uid, b"\0")),
-            _element(0x0010, b"UI", _padded(transfer_syntax_uid, b"\0")),
-            _element(0x0012, b"UI", _padded(implementation_class_uid, b"\0")),
-            _element(0x0013, b"SH", _padded(implementation_version_name, b" ")),
-            _element(0x0016, b"AE", _padded(source_ae, b" ")) if source_ae else b"",
-        )
-    )
-    group_length = _element(0x0000, b"UL", struct.pack("<I", len(body)))
-    return PREAMBLE + PREFIX + group_length + body
-
-
-# -- the temporary file ------------------------------------------------------------------------
-
-
-class TempFile:
-    """A file being received under ``tmp/``: buffered writes, one fsync at the end."""
-
-    def __init__(self, path: Path, fp: BinaryIO, header_size: int) -> None:
-        self.path = path
-        self._fp = fp
-        self.header_size = header_size
-        self.size = 0
-
-    @classmethod
-    def create(cls, tmp_dir: Path, header: bytes) -> TempFile:
-        """Open a fresh temporary file and write ``header`` (preamble + meta) into it.
-
-        Created with mode 0666 minus the umask (not mkstemp's 0600): the stored
-        file is meant to be readable like any other local file (1.3 statement).
-        """
-        path, fd = _new_file(tmp_dir)
-        return cls._opened(path, fd, header)
-
-    @classmethod
-    def adopt(cls, spare: tuple[Path, int], tmp_dir: Path, header: bytes) -> TempFile:
-        """Like ``create``, from a spare made by :class:`Spares`: one rename, no new inode."""
-        spare_path, fd = spare
-        path = tmp_dir / spare_path.name
-        try:
-            os.rename(spare_path, path)
-        except BaseException:
-            os.close(fd)
-            remove_quietly(spare_path)
-            raise
-        return cls._opened(path, fd, header)
-
-    @classmethod
-    def _opened(cls, path: Path, fd: int, header: bytes) -> TempFile:
-        try:
-            fp = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
-        except BaseException:
-            os.close(fd)
-            remove_quietly(path)
-            raise
-        temp = cls(path, fp, len(header))
-        try:
-            temp.write(header)
-        except BaseException:
-            temp.abandon()
-            raise
-        return temp
-
-    @property
-    def data_size(self) -> int:
-        """Bytes of data set written after the meta header."""
-        return self.size - self.header_size
-
-    def write(self, data: bytes) -> None:
-        """Buffered write into the page cache; never an fsync."""
-        self._fp.write(data)
-        self.size += len(data)
-
-    def finish(self, *, fsync: bool) -> None:
-        """Blocking: flush, fsync (when asked) and close."""
-        self._fp.flush()
-        if fsync:
-            os.fsync(self._fp.fileno())
-        self._fp.close()
-
-    def abandon(self) -> None:
-        """Blocking: close without caring about unwritten bytes, then remove the file."""
-        with contextlib.suppress(OSError):
-            self._fp.close()
-        remove_quietly(self.path)
-
-
-def _new_file(directory: Path) -> tuple[Path, int]:
-    """Blocking: a new empty file with a random name, opened for writing."""
-    path = directory / f"rx-{secrets.token_hex(12)}.part"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    return path, os.open(path, flags, 0o666)
 
 
 class Spares:
@@ -216,21 +79,13 @@ class Spares:
     def fill(self) -> None:
         """Blocking: create spares until ``keep`` are ready."""
         while len(self._ready) < self.keep:
-            self._ready.append(_new_file(self.directory))
+            self._ready.append(new_file(self.directory))
 
     def drain(self) -> None:
         """Blocking: close and remove the spares not taken."""
         while (spare := self.take()) is not None:
             os.close(spare[1])
             remove_quietly(spare[0])
-
-
-def remove_quietly(path: Path) -> None:
-    """Remove ``path``; a file that is already gone, or cannot go, is only logged."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("cannot remove %s: %s", path, exc)
 
 
 def clean_tmp(tmp_dir: Path) -> int:

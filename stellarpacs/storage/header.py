@@ -3,10 +3,11 @@
 :func:`open_dataset` parses a PS3.10 file up to its pixel data;
 :func:`open_received` does the same for a file we wrote ourselves, starting at
 the data set (its meta is known). :func:`read_meta` reads group 0002 alone
-(PS3.10 7.1). :func:`summarize` turns a header into the index's key columns
-(PS3.4 C.6.1.1) and its DICOM JSON (PS3.18 F.2), converting each repeated
-element value only once (see :class:`_Memo`). Everything here is blocking and
-runs in a worker thread, once per instance; writing files is :mod:`files`.
+(PS3.10 7.1, with :mod:`stellarpacs.part10`). :func:`summarize` turns a header
+into the index's key columns (PS3.4 C.6.1.1) and its DICOM JSON (PS3.18 F.2),
+converting each repeated element value only once (see :class:`_Memo`).
+Everything here is blocking and runs in a worker thread, once per instance;
+writing files is :mod:`files`.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
-from pydicom.filereader import read_dataset, read_file_meta_info
+from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.uid import PrivateTransferSyntaxes
 
+from stellarpacs.fileio import read_file_meta
+from stellarpacs.part10 import FileMeta, Part10Error
 from stellarpacs.storage.files import UnreadableDataSet
 
 __all__ = [
-    "FileMeta",
     "HeaderSummary",
     "header_uids",
     "open_dataset",
@@ -44,16 +46,6 @@ log = logging.getLogger(__name__)
 
 _UNDEFINED = 0xFFFFFFFF
 _DEFER_SIZE = 1024  # values above this stay on disk until asked for
-
-
-@dataclass(frozen=True, slots=True)
-class FileMeta:
-    """What the group 0002 of a stored file says about it (PS3.10 Table 7.1-1)."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    source_ae: str
 
 
 # -- reading back ------------------------------------------------------------------------------
@@ -134,16 +126,16 @@ def _checked(ds: Dataset, size: int) -> Dataset:
 
 
 def read_meta(path: Path) -> FileMeta:
-    """Blocking: the file meta of a stored file (PS3.10 7.1), without reading the data set."""
-    with _unreadable_as("no PS3.10 file meta"):
-        meta = read_file_meta_info(path)
-    # _text joins multiple values: a hostile UID with a backslash is one value to us
-    return FileMeta(
-        sop_class_uid=_text(meta, "MediaStorageSOPClassUID"),
-        sop_instance_uid=_text(meta, "MediaStorageSOPInstanceUID"),
-        transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
-        source_ae=_text(meta, "SourceApplicationEntityTitle").strip(),
-    )
+    """Blocking: the file meta of a stored file (PS3.10 7.1), without reading the data set.
+
+    Raises :class:`UnreadableDataSet` when the file has no PS3.10 header; an
+    OSError when it cannot be read.
+    """
+    try:
+        meta, _ = read_file_meta(path)
+    except Part10Error as exc:
+        raise UnreadableDataSet(f"no PS3.10 file meta: {exc}") from exc
+    return meta
 
 
 @dataclass(frozen=True, slots=True)

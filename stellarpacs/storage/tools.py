@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
+from stellarpacs.fileio import INSTANCE_SUFFIX
 from stellarpacs.storage import files, header
 from stellarpacs.storage.index import (
     Index,
@@ -30,7 +31,7 @@ from stellarpacs.storage.index import (
     StudySummary,
     row_from_dataset,
 )
-from stellarpacs.storage.paths import INSTANCE_SUFFIX, Layout
+from stellarpacs.storage.paths import Layout
 
 __all__ = [
     "Problem",

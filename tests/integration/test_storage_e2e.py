@@ -20,7 +20,8 @@ from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, encode_command
 from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.errors import AssociationAborted
-from stellarpacs.storage import files, tools
+from stellarpacs.fileio import TempFile
+from stellarpacs.storage import tools
 from stellarpacs.storage.archive import Archive, StoredEvent
 from stellarpacs.storage.index import Index, InstanceRecord
 from stellarpacs.storage.paths import Layout
@@ -219,14 +220,14 @@ class DiskFull:
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, fault: DiskFull) -> None:
-    original = files.TempFile.write
+    original = TempFile.write
 
-    def write(self: files.TempFile, data: bytes) -> None:
+    def write(self: TempFile, data: bytes) -> None:
         if self.size:  # the meta header went in already: this is data set bytes
             fault.check()
         original(self, data)
 
-    monkeypatch.setattr(files.TempFile, "write", write)
+    monkeypatch.setattr(TempFile, "write", write)
 
 
 def _fail_fsync(monkeypatch: pytest.MonkeyPatch, fault: DiskFull) -> None:

@@ -14,7 +14,7 @@ import pytest
 from pydicom import dcmread
 
 from stellarpacs.errors import LocalProtocolError
-from stellarpacs.storage import files
+from stellarpacs.fileio import TempFile
 from stellarpacs.storage.archive import Archive, StoredEvent, StoreStatus
 from stellarpacs.storage.paths import instance_relpath
 from tests.storage.dicomdata import (
@@ -243,7 +243,7 @@ async def assert_intact(archive: Archive, root: Path, kept: bytes) -> None:
     [
         (os, "fsync"),
         (os, "replace"),
-        (files.TempFile, "write"),
+        (TempFile, "write"),
         (os, "open"),
     ],
     ids=["fsync", "rename", "write", "open"],

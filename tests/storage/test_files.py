@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from pydicom.filereader import read_file_meta_info
 
+from stellarpacs.fileio import TempFile
+from stellarpacs.part10 import Part10Error
 from stellarpacs.storage import files
 from stellarpacs.storage.archive import Archive, StoreStatus
 from tests.storage.dicomdata import (
@@ -60,10 +62,11 @@ def test_no_source_ae_element_when_the_calling_ae_is_empty(tmp_path: Path) -> No
     assert "SourceApplicationEntityTitle" not in read_file_meta_info(path)
 
 
-def test_a_uid_too_long_for_the_meta_cannot_be_understood() -> None:
-    with pytest.raises(files.UnreadableDataSet) as info:
+async def test_a_uid_too_long_for_the_meta_cannot_be_understood(archive: Archive) -> None:
+    with pytest.raises(Part10Error):
         file_meta(sop_instance_uid="1" * 70_000)
-    assert info.value.status == 0xC000
+    outcome = await store(archive, encode(make_dataset()), sop_uid="1" * 70_000)
+    assert outcome.status == 0xC000
 
 
 # -- the temporary file --------------------------------------------------------------------------
@@ -77,7 +80,7 @@ def test_clean_tmp_removes_leftovers(tmp_path: Path) -> None:
 
 
 def test_temp_file_counts_sizes_and_abandon_removes_it(tmp_path: Path) -> None:
-    temp = files.TempFile.create(tmp_path, b"HEAD")
+    temp = TempFile.create(tmp_path, b"HEAD")
     temp.write(b"data")
     assert (temp.size, temp.data_size) == (8, 4)
     temp.abandon()
@@ -141,7 +144,7 @@ def test_adopt_moves_a_spare_into_tmp_keeping_its_inode(folders: tuple[Path, Pat
     spare = spares.take()
     assert spare is not None
     inode = spare[0].stat().st_ino
-    temp = files.TempFile.adopt(spare, tmp_dir, b"HEAD")
+    temp = TempFile.adopt(spare, tmp_dir, b"HEAD")
     assert temp.path == tmp_dir / spare[0].name
     assert temp.path.stat().st_ino == inode
     assert list(spare_dir.iterdir()) == []
@@ -159,7 +162,7 @@ def test_adopt_of_a_vanished_spare_raises_and_leaks_nothing(folders: tuple[Path,
     assert spare is not None
     spare[0].unlink()
     with pytest.raises(FileNotFoundError):
-        files.TempFile.adopt(spare, tmp_dir, b"HEAD")
+        TempFile.adopt(spare, tmp_dir, b"HEAD")
     assert open_in(spare_dir) == 0
     assert list(tmp_dir.iterdir()) == []
 

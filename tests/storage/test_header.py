@@ -14,6 +14,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
+from stellarpacs.part10 import FileMeta
 from stellarpacs.storage import files, header
 from stellarpacs.storage.archive import Archive, StoreStatus
 from tests.storage.dicomdata import (
@@ -71,10 +72,12 @@ def test_open_dataset_lets_a_real_io_error_through(tmp_path: Path) -> None:
 def test_read_meta_reads_group_0002_only(tmp_path: Path) -> None:
     meta = file_meta(sop_instance_uid="1.2.3", source_ae="CT01", transfer_syntax_uid=EXPLICIT_BE)
     path = write_file(tmp_path / "f.dcm", meta, b"not even a data set")
-    assert header.read_meta(path) == header.FileMeta(
+    assert header.read_meta(path) == FileMeta(
         sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
         sop_instance_uid="1.2.3",
         transfer_syntax_uid=EXPLICIT_BE,
+        implementation_class_uid="1.2.826.0.1.3680043.2.914",
+        implementation_version_name="StellarPACS_1.3",
         source_ae="CT01",
     )
 
