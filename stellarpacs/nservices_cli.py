@@ -35,8 +35,9 @@ from stellarpacs.aio.nclient import (
 )
 from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import describe
-from stellarpacs.storage.nservices import CommitmentRequest, MPPSSummary, NServiceStore
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.records import CommitmentRequest, MPPSSummary
 
 __all__ = [
     "load_commitments",

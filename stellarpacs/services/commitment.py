@@ -63,9 +63,9 @@ from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index import InstanceRecord
-from stellarpacs.storage.nservices import CommitmentRequest, NServiceStore
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.records import CommitmentRequest, InstanceRecord
 from stellarpacs.uids import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE, is_valid_uid
 from stellarpacs.ul.negotiation import PresentationContext, Role
 

@@ -41,7 +41,8 @@ from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import Message, NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.nservices import MPPSRecord, NServiceStore
+from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.records import MPPSRecord
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,

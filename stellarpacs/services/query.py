@@ -2,7 +2,7 @@
 
 Each C-FIND-RQ's identifier is decoded in the transfer syntax of its
 presentation context, checked against the model's hierarchy and turned into
-one query on the index (:mod:`stellarpacs.storage.query`).  Every match is
+one query on the index (:mod:`stellarpacs.storage.index.catalog`).  Every match is
 sent as it is read, as a Pending response (FF00, or FF01 when a key could
 not be matched, PS3.4 C.4.1.1.4) whose identifier holds the requested keys,
 the Query/Retrieve Level and our Retrieve AE Title, in the request's
@@ -38,15 +38,15 @@ from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.identifier import (
+from stellarpacs.storage.index.catalog import Catalog
+from stellarpacs.storage.query.identifier import (
     UNABLE_TO_PROCESS,
     Query,
     QueryError,
     decode_identifier,
     parse_query,
 )
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.query import Catalog
+from stellarpacs.storage.query.matches import Match
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, QR_FIND_MODELS
 from stellarpacs.ul.negotiation import PresentationContext, Role
 

@@ -14,7 +14,7 @@ from stellarpacs.services.retrieve import GetService, MoveService
 from stellarpacs.services.storage import StorageService
 from stellarpacs.services.verification import VerificationService
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import NServiceStore
+from stellarpacs.storage.index.nservices import NServiceStore
 
 __all__ = ["ServiceSet", "default_services"]
 

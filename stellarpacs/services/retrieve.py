@@ -1,6 +1,6 @@
 """Retrieve SCPs: C-MOVE and C-GET with Storage SCU sub-operations (PS3.4 C.4.2, C.4.3).
 
-Both find the instances the identifier names (:mod:`stellarpacs.storage.retrieval`)
+Both find the instances the identifier names (:mod:`stellarpacs.storage.query.retrieval`)
 and send each as a C-STORE sub-operation, exactly as stored when the
 receiver accepts the stored transfer syntax, otherwise decoded into an
 uncompressed one it accepts.  C-MOVE sends over a new association to the
@@ -46,8 +46,8 @@ from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Messa
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index import InstanceRecord
-from stellarpacs.storage.retrieval import instances_for, retrieve_keys
+from stellarpacs.storage.query.retrieval import retrieve_keys
+from stellarpacs.storage.records import InstanceRecord
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -146,7 +146,7 @@ class _RetrieveBase:
         ds = decode_dataset(incoming.dataset or b"", context.transfer_syntax)
         keys = retrieve_keys(ds, context.abstract_syntax)
         try:
-            return await instances_for(self.archive.index, keys)
+            return await self.archive.index.instances_for(keys)
         except (sqlite3.Error, OSError) as error:
             raise DIMSEError(Status.OUT_OF_RESOURCES_MATCHES, f"index: {error}") from error
 

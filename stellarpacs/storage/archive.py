@@ -1,7 +1,7 @@
 """The archive: files plus index, the one object the C-STORE handler talks to.
 
 Theory of operation. ``begin()`` moves a spare empty file (made ahead of need
-in a worker thread, see :class:`files.Spares`) into ``tmp/`` and writes the
+in a worker thread, see :class:`durable.Spares`) into ``tmp/`` and writes the
 PS3.10 preamble and meta (:mod:`stellarpacs.part10`); ``write()`` appends each
 data set fragment with a buffered write on the event loop. ``commit()`` then
 makes ONE worker-thread call (``_settle``): duplicate check on a plain read
@@ -38,10 +38,11 @@ from pathlib import Path
 from stellarpacs.errors import LocalProtocolError
 from stellarpacs.fileio import TempFile, remove_quietly
 from stellarpacs.part10 import Part10Error, encode_file_meta
-from stellarpacs.storage import files
-from stellarpacs.storage.header import open_received
-from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, row_from_dataset
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files import durable
+from stellarpacs.storage.files.header import open_received, row_from_dataset
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.records import InstanceRecord, InstanceRow
 
 __all__ = [
     "Archive",
@@ -89,7 +90,7 @@ Hook = Callable[[StoredEvent], Awaitable[None]]
 
 def _failure(exc: BaseException) -> StoreOutcome:
     """Map what went wrong to its status; the comment goes into Error Comment (0000,0902)."""
-    if isinstance(exc, files.UnreadableDataSet | Part10Error):
+    if isinstance(exc, durable.UnreadableDataSet | Part10Error):
         return StoreOutcome(StoreStatus.CANNOT_UNDERSTAND, None, error_comment=str(exc)[:64])
     return StoreOutcome(StoreStatus.OUT_OF_RESOURCES, None, error_comment=_comment(exc))
 
@@ -263,13 +264,13 @@ class Archive:
         self.implementation_version_name = implementation_version_name
         self.index = Index(self.layout.index_path, durable=fsync)
         self.duplicates = 0
-        self._dirs = files.DirSync(self.layout.root, fsync=fsync)
+        self._dirs = durable.DirSync(self.layout.root, fsync=fsync)
         self._writer = _GroupWriter(self.index)
         self._hooks: list[Hook] = []
         self._inflight: dict[str, asyncio.Task[StoreOutcome]] = {}
         self._commits: set[asyncio.Task[StoreOutcome]] = set()
         self._hook_tasks: set[asyncio.Task[None]] = set()
-        self._spares = files.Spares(self.layout.spare_dir, keep=_SPARES)
+        self._spares = durable.Spares(self.layout.spare_dir, keep=_SPARES)
         self._filling: asyncio.Future[None] | None = None
         self._open = False
 
@@ -290,8 +291,8 @@ class Archive:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         for directory in (self.layout.tmp_dir, self.layout.studies_dir, self.layout.spare_dir):
             self._dirs.ensure(directory)
-        files.clean_tmp(self.layout.spare_dir)
-        return files.clean_tmp(self.layout.tmp_dir)
+        durable.clean_tmp(self.layout.spare_dir)
+        return durable.clean_tmp(self.layout.tmp_dir)
 
     async def close(self, *, hook_timeout: float = 30.0) -> None:
         """Finish the commits in flight, give hooks ``hook_timeout`` s, close the index."""
@@ -445,7 +446,7 @@ class Archive:
             remove_quietly(temp.path)
             return _Settled(row, first, None)
         dest = self.layout.absolute(row.record.path)
-        files.install(temp.path, dest, self._dirs)
+        durable.install(temp.path, dest, self._dirs)
         return _Settled(row, None, dest)
 
     @staticmethod

@@ -25,8 +25,8 @@ from typing import Any, Final, TextIO, TypeVar
 from stellarpacs.config import load_config
 from stellarpacs.errors import StellarPACSError
 from stellarpacs.storage import tools
-from stellarpacs.storage.index import StudySummary
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.records import StudySummary
 
 __all__ = ["ProgressBar", "StorageToolError", "register"]
 

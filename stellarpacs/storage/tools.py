@@ -23,15 +23,11 @@ from enum import Enum
 from pathlib import Path
 
 from stellarpacs.fileio import INSTANCE_SUFFIX
-from stellarpacs.storage import files, header
-from stellarpacs.storage.index import (
-    Index,
-    InstanceRecord,
-    InstanceRow,
-    StudySummary,
-    row_from_dataset,
-)
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files import durable, header
+from stellarpacs.storage.files.header import row_from_dataset
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.records import InstanceRecord, InstanceRow, StudySummary
 
 __all__ = [
     "Problem",
@@ -117,7 +113,7 @@ def _check_record(layout: Layout, record: InstanceRecord) -> Problem | None:
         meta = header.read_meta(path)
     except FileNotFoundError:
         return Problem(ProblemKind.MISSING, record.path, record.sop_instance_uid)
-    except (OSError, ValueError, files.UnreadableDataSet) as exc:
+    except (OSError, ValueError, durable.UnreadableDataSet) as exc:
         return Problem(ProblemKind.UNREADABLE, record.path, str(exc))
     if meta.sop_instance_uid != record.sop_instance_uid:
         detail = f"{meta.sop_instance_uid!r} != {record.sop_instance_uid!r}"
@@ -210,7 +206,7 @@ def _rows_from_files(
     for relpath in relpaths:
         try:
             out.append((relpath, _row_from_file(layout, relpath)))
-        except (OSError, files.UnreadableDataSet) as exc:
+        except (OSError, durable.UnreadableDataSet) as exc:
             out.append((relpath, Problem(ProblemKind.UNREADABLE, relpath, str(exc))))
     return out
 
@@ -277,7 +273,7 @@ def _prune(directory: Path, stop: Path) -> None:
             break
         directory = directory.parent
     with contextlib.suppress(OSError):
-        files.fsync_dir(directory)
+        durable.fsync_dir(directory)
 
 
 async def delete_study(root: Path, study_uid: str) -> int:

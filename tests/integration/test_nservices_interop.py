@@ -47,7 +47,8 @@ from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.registry import ServiceSet, default_services
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import CommitmentState, NServiceStore
+from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.records import CommitmentState
 from stellarpacs.uids import MPPS, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
 from stellarpacs.ul.negotiation import PresentationContext, Role
 from tests.integration.peers import HOST

@@ -23,8 +23,9 @@ from stellarpacs.errors import AssociationAborted
 from stellarpacs.fileio import TempFile
 from stellarpacs.storage import tools
 from stellarpacs.storage.archive import Archive, StoredEvent
-from stellarpacs.storage.index import Index, InstanceRecord
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.records import InstanceRecord
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from tests.integration.storage_fixtures import (
     c_store,

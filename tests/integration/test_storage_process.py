@@ -23,8 +23,9 @@ import pytest
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted
-from stellarpacs.storage.index import Index, InstanceRecord
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.records import InstanceRecord
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from tests.integration.peers import run_process
 from tests.integration.storage_fixtures import (

@@ -25,7 +25,8 @@ from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NActionRQ, NActionRSP
 from stellarpacs.services.commitment import CommitmentService, DeliveryWorker, assess
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import CommitmentRequest, CommitmentState, NServiceStore
+from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.records import CommitmentRequest, CommitmentState
 from stellarpacs.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     STORAGE_COMMITMENT_PUSH,

@@ -24,7 +24,7 @@ from stellarpacs.services.mpps import (
     next_status,
 )
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import NServiceStore
+from stellarpacs.storage.index.nservices import NServiceStore
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, MPPS
 from stellarpacs.ul.negotiation import PresentationContext
 

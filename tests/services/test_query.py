@@ -23,9 +23,9 @@ from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
 from stellarpacs.services.query import FindService, response_charset
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index import row_from_dataset
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.query import Catalog
+from stellarpacs.storage.files.header import row_from_dataset
+from stellarpacs.storage.index.catalog import Catalog
+from stellarpacs.storage.query.matches import Match
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,

@@ -26,7 +26,7 @@ from stellarpacs.dimse.commands import CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP, M
 from stellarpacs.errors import DIMSEError
 from stellarpacs.services.retrieve import _fitting
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.retrieval import retrieve_keys
+from stellarpacs.storage.query.retrieval import retrieve_keys
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,

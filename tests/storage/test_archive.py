@@ -16,7 +16,7 @@ from pydicom import dcmread
 from stellarpacs.errors import LocalProtocolError
 from stellarpacs.fileio import TempFile
 from stellarpacs.storage.archive import Archive, StoredEvent, StoreStatus
-from stellarpacs.storage.paths import instance_relpath
+from stellarpacs.storage.files.layout import instance_relpath
 from tests.storage.dicomdata import (
     CT_IMAGE,
     EXPLICIT_BE,

@@ -15,8 +15,8 @@ from pydicom.filereader import read_file_meta_info
 
 from stellarpacs.fileio import TempFile
 from stellarpacs.part10 import Part10Error
-from stellarpacs.storage import files
 from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.storage.files import durable
 from tests.storage.dicomdata import (
     CT_IMAGE,
     EXPLICIT_LE,
@@ -75,7 +75,7 @@ async def test_a_uid_too_long_for_the_meta_cannot_be_understood(archive: Archive
 def test_clean_tmp_removes_leftovers(tmp_path: Path) -> None:
     for name in ("rx-1.part", "rx-2.part", "stray"):
         (tmp_path / name).write_bytes(b"half")
-    assert files.clean_tmp(tmp_path) == 3
+    assert durable.clean_tmp(tmp_path) == 3
     assert list(tmp_path.iterdir()) == []
 
 
@@ -113,7 +113,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_spares_take_fill_low_and_drain(folders: tuple[Path, Path]) -> None:
     spare_dir, _ = folders
-    spares = files.Spares(spare_dir, keep=4)
+    spares = durable.Spares(spare_dir, keep=4)
     assert spares.low and spares.take() is None
     spares.fill()
     assert len(list(spare_dir.iterdir())) == 4 and open_in(spare_dir) == 4
@@ -139,7 +139,7 @@ def test_spares_take_fill_low_and_drain(folders: tuple[Path, Path]) -> None:
 
 def test_adopt_moves_a_spare_into_tmp_keeping_its_inode(folders: tuple[Path, Path]) -> None:
     spare_dir, tmp_dir = folders
-    spares = files.Spares(spare_dir, keep=1)
+    spares = durable.Spares(spare_dir, keep=1)
     spares.fill()
     spare = spares.take()
     assert spare is not None
@@ -156,7 +156,7 @@ def test_adopt_moves_a_spare_into_tmp_keeping_its_inode(folders: tuple[Path, Pat
 
 def test_adopt_of_a_vanished_spare_raises_and_leaks_nothing(folders: tuple[Path, Path]) -> None:
     spare_dir, tmp_dir = folders
-    spares = files.Spares(spare_dir, keep=1)
+    spares = durable.Spares(spare_dir, keep=1)
     spares.fill()
     spare = spares.take()
     assert spare is not None
@@ -220,7 +220,7 @@ def full_disk(*args: object) -> None:
 async def test_begin_works_when_the_pool_is_empty(
     root: Path, monkeypatch: pytest.MonkeyPatch, fill: Callable[..., None]
 ) -> None:
-    monkeypatch.setattr(files.Spares, "fill", fill)
+    monkeypatch.setattr(durable.Spares, "fill", fill)
     async with Archive(root) as archive:
         for uid in ("1.1", "1.2"):
             await spares_ready(archive)
@@ -279,7 +279,7 @@ class WatchedLock:
 class Renamer:
     """Callers that each rename a file into ``directory``, then wait for ``sync_entries``."""
 
-    def __init__(self, dirs: files.DirSync, directory: Path, clock: Clock) -> None:
+    def __init__(self, dirs: durable.DirSync, directory: Path, clock: Clock) -> None:
         self.dirs, self.directory, self.clock = dirs, directory, clock
         self.renamed: dict[str, int] = {}
         self.returned: dict[str, int] = {}
@@ -313,7 +313,7 @@ def spy_fsyncs(
     """Record (start, end) of every directory fsync; optionally hold the first until set."""
     fsyncs: list[tuple[int, int]] = []
     started = threading.Event()
-    real = files.fsync_dir
+    real = durable.fsync_dir
 
     def fsync_dir(path: Path) -> None:
         start = clock.tick()
@@ -324,7 +324,7 @@ def spy_fsyncs(
         real(path)
         fsyncs.append((start, clock.tick()))
 
-    monkeypatch.setattr(files, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
     return fsyncs, started
 
 
@@ -345,7 +345,7 @@ def test_concurrent_calls_for_one_directory_share_one_fsync(
 ) -> None:
     clock, release = Clock(), threading.Event()
     fsyncs, first_started = spy_fsyncs(monkeypatch, clock, hold_first=release)
-    dirs = files.DirSync(series.parent, fsync=True)
+    dirs = durable.DirSync(series.parent, fsync=True)
     watched = WatchedLock()
     monkeypatch.setattr(dirs, "_mutex", watched)
     renamer = Renamer(dirs, series, clock)
@@ -369,7 +369,7 @@ def test_every_caller_waits_for_an_fsync_that_began_after_its_rename(
 ) -> None:
     clock = Clock()
     fsyncs, _ = spy_fsyncs(monkeypatch, clock)
-    renamer = Renamer(files.DirSync(series.parent, fsync=True), series, clock)
+    renamer = Renamer(durable.DirSync(series.parent, fsync=True), series, clock)
     barrier = threading.Barrier(4, timeout=WAIT)
 
     def worker(name: str) -> None:
@@ -388,12 +388,12 @@ def test_a_lone_call_fsyncs_and_none_is_made_without_fsync(
 ) -> None:
     clock = Clock()
     fsyncs, _ = spy_fsyncs(monkeypatch, clock)
-    renamer = Renamer(files.DirSync(series.parent, fsync=True), series, clock)
+    renamer = Renamer(durable.DirSync(series.parent, fsync=True), series, clock)
     renamer("a")
     renamer("b")
     assert len(fsyncs) == 2
     renamer.assert_each_waited_for_a_later_fsync(fsyncs)
-    Renamer(files.DirSync(series.parent, fsync=False), series, clock)("c")
+    Renamer(durable.DirSync(series.parent, fsync=False), series, clock)("c")
     assert len(fsyncs) == 2
 
 
@@ -401,13 +401,13 @@ def test_a_lone_call_fsyncs_and_none_is_made_without_fsync(
 
 
 def test_install_creates_durable_directories_and_replaces(tmp_path: Path) -> None:
-    dirs = files.DirSync(tmp_path, fsync=True)
+    dirs = durable.DirSync(tmp_path, fsync=True)
     src = tmp_path / "a"
     src.write_bytes(b"new")
     dest = tmp_path / "s" / "t" / "u.dcm"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"old orphan")
-    files.install(src, dest, dirs)
+    durable.install(src, dest, dirs)
     assert dest.read_bytes() == b"new"
     assert not src.exists()
 
@@ -432,15 +432,15 @@ def spy_moves(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 def test_install_that_cannot_be_made_durable_removes_the_moved_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dirs = files.DirSync(tmp_path, fsync=True)
+    dirs = durable.DirSync(tmp_path, fsync=True)
     dest = tmp_path / "s" / "t" / "u.dcm"
     dirs.ensure(dest.parent)  # with the real fsync: only the entry's own fsync fails below
     src = tmp_path / "rx.part"
     src.write_bytes(b"data")
     moved = spy_moves(monkeypatch)
-    monkeypatch.setattr(files, "fsync_dir", eio)
+    monkeypatch.setattr(durable, "fsync_dir", eio)
     with pytest.raises(OSError) as info:
-        files.install(src, dest, dirs)
+        durable.install(src, dest, dirs)
     assert info.value.errno == errno.EIO
     assert moved == [True]
     assert not src.exists()
@@ -455,7 +455,7 @@ async def test_a_directory_fsync_failure_answers_a702_and_leaves_nothing(
     moved = spy_moves(monkeypatch)
     data = encode(make_dataset("2.2"))
     with monkeypatch.context() as patch:
-        patch.setattr(files, "fsync_dir", eio)
+        patch.setattr(durable, "fsync_dir", eio)
         outcome = await store(archive, data, sop_uid="2.2")
     assert outcome.status == StoreStatus.OUT_OF_RESOURCES == 0xA702
     assert outcome.record is None

@@ -15,8 +15,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from stellarpacs.part10 import FileMeta
-from stellarpacs.storage import files, header
 from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.storage.files import durable, header
 from tests.storage.dicomdata import (
     EXPLICIT_BE,
     EXPLICIT_LE,
@@ -58,9 +58,9 @@ def test_open_dataset_reads_the_header_but_not_the_pixels(tmp_path: Path, ts: st
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_what_cannot_be_a_data_set_is_refused(tmp_path: Path, data: bytes) -> None:
     path = write_file(tmp_path / "f.dcm", file_meta(transfer_syntax_uid=IMPLICIT_LE), data)
-    with pytest.raises(files.UnreadableDataSet):
+    with pytest.raises(durable.UnreadableDataSet):
         header.open_dataset(path)
-    with pytest.raises(files.UnreadableDataSet):
+    with pytest.raises(durable.UnreadableDataSet):
         header.open_received(path, offset=len(file_meta()), transfer_syntax_uid=IMPLICIT_LE)
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from stellarpacs.storage import index as index_module
-from stellarpacs.storage.header import HeaderSummary
-from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, SchemaTooNew
+from stellarpacs.storage.index import schema as index_module
+from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.index.schema import SchemaTooNew
+from stellarpacs.storage.records import HeaderSummary, InstanceRecord, InstanceRow
 
 
 def row(

@@ -12,13 +12,12 @@ import pytest
 from stellarpacs.cli import main
 from stellarpacs.storage import tools
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import (
+from stellarpacs.storage.index.nservices import (
     SCHEMA_VERSION,
-    CommitmentState,
-    MPPSRecord,
     NServicesSchemaTooNew,
     NServiceStore,
 )
+from stellarpacs.storage.records import CommitmentState, MPPSRecord
 from tests.storage.dicomdata import CT_IMAGE, encode, make_dataset, store
 
 REFS = [(CT_IMAGE, "1.2.3.4.5"), (CT_IMAGE, "1.2.3.4.6")]

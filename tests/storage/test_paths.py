@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stellarpacs.fileio import uid_component
-from stellarpacs.storage.paths import Layout, instance_relpath
+from stellarpacs.storage.files.layout import Layout, instance_relpath
 
 HOSTILE = [
     "",

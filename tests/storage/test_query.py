@@ -19,10 +19,12 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from stellarpacs.storage.findplan import plan
-from stellarpacs.storage.identifier import Query, QueryError, decode_identifier, parse_query
-from stellarpacs.storage.index import Index, row_from_dataset
-from stellarpacs.storage.matching import (
+from stellarpacs.storage.files.header import row_from_dataset
+from stellarpacs.storage.index.catalog import _FUNCTIONS, Catalog
+from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.query.findplan import plan
+from stellarpacs.storage.query.identifier import Query, QueryError, decode_identifier, parse_query
+from stellarpacs.storage.query.matching import (
     AnyOf,
     Column,
     InvalidKeyValue,
@@ -36,7 +38,6 @@ from stellarpacs.storage.matching import (
     tm_key,
     to_sql,
 )
-from stellarpacs.storage.query import _FUNCTIONS, Catalog
 from stellarpacs.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     PATIENT_ROOT_QR_FIND,

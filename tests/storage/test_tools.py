@@ -7,7 +7,7 @@ import pytest
 
 from stellarpacs.storage import tools
 from stellarpacs.storage.archive import Archive, StoreStatus
-from stellarpacs.storage.index import InstanceRecord
+from stellarpacs.storage.records import InstanceRecord
 from tests.storage.dicomdata import encode, make_dataset, store
 
 

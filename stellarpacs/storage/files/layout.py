@@ -8,7 +8,7 @@ Layout::
 
     <root>/index.sqlite3                      the index (plus -wal / -shm)
     <root>/tmp/                               files being received; never instances
-    <root>/spare/                             empty files made ahead of need (see files.Spares)
+    <root>/spare/                             empty files made ahead of need (see durable.Spares)
     <root>/studies/<study>/<series>/<sop>.dcm one PS3.10 file per instance
 """
 

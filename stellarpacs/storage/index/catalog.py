@@ -1,6 +1,6 @@
 """C-FIND over the index: the catalog streams the matches of one SELECT (PS3.4 C.4.1.3).
 
-:meth:`Catalog.find` runs the SELECT that :func:`~stellarpacs.storage.findplan.plan`
+:meth:`Catalog.find` runs the SELECT that :func:`~stellarpacs.storage.query.findplan.plan`
 builds and yields each match as soon as it is read (PS3.4 C.4.1.3.1: one
 Pending response per match): nothing is gathered first.  The catalog reads
 through its own connection (``query_only``), so a long query never holds up
@@ -21,10 +21,10 @@ from typing import Final
 import aiosqlite
 
 from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.findplan import plan
-from stellarpacs.storage.identifier import Query
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.matching import da_key, dt_key, tm_key
+from stellarpacs.storage.query.findplan import plan
+from stellarpacs.storage.query.identifier import Query
+from stellarpacs.storage.query.matches import Match
+from stellarpacs.storage.query.matching import da_key, dt_key, tm_key
 
 __all__ = ["OUT_OF_RESOURCES", "Catalog", "CatalogError"]
 

@@ -3,7 +3,7 @@
 Both are "kept in the index": the tables live in the SAME SQLite file as the
 instance index (``Layout.index_path``), so one backup, one ``storage`` folder
 and one WAL hold everything, and MPPS instances can be joined with the
-stored studies.  They are NOT part of :data:`stellarpacs.storage.index.MIGRATIONS`
+stored studies.  They are NOT part of :data:`stellarpacs.storage.index.schema.MIGRATIONS`
 (PRAGMA user_version belongs to the index): this module creates its own
 tables with ``CREATE TABLE IF NOT EXISTS``, prefixed ``nservices_``, and keeps
 its own schema version in ``nservices_schema``, through its own aiosqlite
@@ -24,15 +24,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 
 from stellarpacs.errors import StellarPACSError
+from stellarpacs.storage.records import (
+    CommitmentRequest,
+    CommitmentState,
+    MPPSRecord,
+    MPPSSummary,
+    Reference,
+    now_text,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -45,9 +50,6 @@ __all__ = [
     "Reference",
     "now_text",
 ]
-
-Reference = tuple[str, str]
-"""(Referenced SOP Class UID, Referenced SOP Instance UID)."""
 
 _SCHEMA: Final[tuple[Sequence[str], ...]] = (
     (
@@ -113,66 +115,6 @@ _COMMITMENT_COLUMNS: Final = (
 
 class NServicesSchemaTooNew(StellarPACSError):
     """The N-service tables were written by a newer StellarPACS; refuse rather than guess."""
-
-
-class CommitmentState(Enum):
-    """Where a storage commitment request is (PS3.4 J.3.3)."""
-
-    PENDING = "pending"  # its N-EVENT-REPORT is not acknowledged yet
-    DELIVERED = "delivered"  # the requester answered the N-EVENT-REPORT with Success
-
-
-@dataclass(frozen=True, slots=True)
-class CommitmentRequest:
-    """One N-ACTION storage commitment request, as kept until its report is acknowledged.
-
-    ``duplicate`` marks a request whose Transaction UID was already in use: its
-    report fails every reference with 0131 (PS3.3 C.14.1.1).
-    """
-
-    pk: int
-    transaction_uid: str
-    requester_ae: str
-    references: tuple[Reference, ...]
-    duplicate: bool = False
-    state: CommitmentState = CommitmentState.PENDING
-    received_at: str = ""
-    attempts: int = 0
-    last_error: str = ""
-    delivered_at: str | None = None
-    event_type_id: int | None = None
-    failed_count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MPPSRecord:
-    """One Modality Performed Procedure Step instance (PS3.4 F.7.2)."""
-
-    sop_instance_uid: str
-    status: str
-    attributes: dict[str, Any]  # DICOM JSON model, PS3.18 F.2
-    calling_ae: str = ""
-    created_at: str = ""
-    updated_at: str = ""
-    study_uids: tuple[str, ...] = ()
-    series_uids: tuple[str, ...] = ()
-    instance_uids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MPPSSummary:
-    """An MPPS with what the index holds of it: its link to the stored study."""
-
-    record: MPPSRecord
-    studies_stored: int  # of record.study_uids
-    instances_stored: int  # in its studies or its performed series
-    images_referenced: int  # Referenced Image Sequence items of its performed series
-    images_stored: int
-
-
-def now_text() -> str:
-    """A UTC time stamp as the index writes them."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _commitment(row: Sequence[Any]) -> CommitmentRequest:

@@ -1,6 +1,6 @@
 """The index's plain ``sqlite3`` connections, used from threads rather than the event loop.
 
-Two of them serve :class:`~stellarpacs.storage.index.Index` beside its
+Two of them serve :class:`~stellarpacs.storage.index.instances.Index` beside its
 aiosqlite connection. :class:`WriterThread` owns the connection that adds
 rows: a whole batch (BEGIN IMMEDIATE, every statement, COMMIT; see
 :func:`run_batch`) is one hand-off from the event loop instead of several per

@@ -30,7 +30,7 @@ from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 
 from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.matching import (
+from stellarpacs.storage.query.matching import (
     BINARY_VRS,
     Condition,
     InvalidKeyValue,
@@ -38,7 +38,7 @@ from stellarpacs.storage.matching import (
     Universal,
     parse_condition,
 )
-from stellarpacs.storage.qrmodel import (
+from stellarpacs.storage.query.qrmodel import (
     KEYS,
     MODELS,
     QUERY_RETRIEVE_LEVEL,

@@ -3,8 +3,8 @@
 A retrieve identifier holds the Query/Retrieve Level and the unique keys of
 that level and the levels above it (hierarchical retrieve, C.4.2.2.1): a
 single value above the level, a single value or a list of UIDs at it.  Other
-attributes are ignored.  The instances are found with one parameterised SQL
-query over the index, in study, series and instance order.
+attributes are ignored.  :class:`RetrieveKeys` names each level's key by its
+index column (:mod:`qrmodel`); the index backend turns them into one query.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from pydicom.dataset import Dataset
 
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.index import _SELECT_RECORD, Index, InstanceRecord
-from stellarpacs.storage.qrmodel import KEYS, MODELS, UNIQUE_KEYS, Level
+from stellarpacs.storage.query.qrmodel import KEYS, MODELS, UNIQUE_KEYS, Level
 from stellarpacs.uids import (
     PATIENT_ROOT_QR_FIND,
     PATIENT_ROOT_QR_GET,
@@ -29,7 +28,7 @@ from stellarpacs.uids import (
     STUDY_ROOT_QR_MOVE,
 )
 
-__all__ = ["LEVELS", "RetrieveKeys", "instances_for", "retrieve_keys"]
+__all__ = ["LEVELS", "RetrieveKeys", "retrieve_keys"]
 
 #: Each retrieve SOP class and the information model (and so the levels) it shares
 #: with its FIND sibling (PS3.4 C.6).
@@ -91,15 +90,3 @@ def retrieve_keys(ds: Dataset, model: str) -> RetrieveKeys:
             raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} must be single-valued")
         conditions.append((column, values))
     return RetrieveKeys(level, tuple(conditions))
-
-
-async def instances_for(index: Index, keys: RetrieveKeys) -> list[InstanceRecord]:
-    """The stored instances the keys name, parents first."""
-    clauses = []
-    params: list[str] = []
-    for column, values in keys.conditions:
-        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-        params.extend(values)
-    sql = f"{_SELECT_RECORD} WHERE {' AND '.join(clauses)} ORDER BY st.pk, se.pk, i.pk"
-    async with index.db.execute(sql, params) as cursor:
-        return [InstanceRecord(*row) async for row in cursor]
