@@ -46,7 +46,8 @@ from stellarpacs.dimse.status import Service as StatusService
 from stellarpacs.dimse.status import Status, category, describe
 from stellarpacs.services.base import Service
 from stellarpacs.services.registry import default_services
-from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.services.storage import StoreStatus
+from stellarpacs.storage.archive import Archive
 from stellarpacs.ul.negotiation import AcceptorPolicy, RejectReason, negotiate
 from stellarpacs.ul.pdus import (
     AAssociateAC,

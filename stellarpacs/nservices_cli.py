@@ -36,7 +36,7 @@ from stellarpacs.aio.nclient import (
 from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import describe
 from stellarpacs.storage.files.layout import Layout
-from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.storage.records import CommitmentRequest, MPPSSummary
 
 __all__ = [
@@ -62,12 +62,12 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 async def load_mpps(root: Path) -> list[MPPSSummary]:
-    async with NServiceStore(Layout(root).index_path) as store:
+    async with SQLiteNServiceStore(Layout(root).index_path) as store:
         return await store.mpps_summaries()
 
 
 async def load_commitments(root: Path) -> list[CommitmentRequest]:
-    async with NServiceStore(Layout(root).index_path) as store:
+    async with SQLiteNServiceStore(Layout(root).index_path) as store:
         return await store.commitments()
 
 

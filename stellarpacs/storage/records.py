@@ -1,9 +1,9 @@
 """What storage keeps and hands out, as plain values that every backend shares.
 
 The records of stored instances, of the header columns the index keeps, of
-storage commitment requests and of MPPS instances. Nothing here does I/O or
-knows SQL or DIMSE: an index backend fills these from its tables, the services
-read them through :mod:`stellarpacs.storage.api`.
+how a store ended, of storage commitment requests and of MPPS instances.
+Nothing here does I/O or knows SQL or DIMSE: an index backend fills these
+from its tables, the services read them through :mod:`stellarpacs.storage.api`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -22,6 +23,9 @@ __all__ = [
     "MPPSRecord",
     "MPPSSummary",
     "Reference",
+    "StoreOutcome",
+    "StoreResult",
+    "StoredEvent",
     "StudySummary",
     "now_text",
 ]
@@ -90,6 +94,39 @@ class StudySummary:
     series_count: int
     instance_count: int
     size: int
+
+
+# -- storing ----------------------------------------------------------------------------------
+
+
+class StoreResult(Enum):
+    """How one store ended; the C-STORE service answers each with its status."""
+
+    STORED = "stored"  # durable and indexed (or a second copy of a known instance, kept out)
+    NOT_STORED = "not stored"  # the file or the index could not be written
+    UNREADABLE = "unreadable"  # the data set cannot be parsed
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """The end of one store: how it went, the stored record, and why it failed.
+
+    ``error_comment`` is at most 64 characters, so that it fits an Error
+    Comment (LO) as it is.
+    """
+
+    result: StoreResult
+    record: InstanceRecord | None
+    duplicate: bool = False
+    error_comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """Told to notification hooks once an instance is durably stored and indexed."""
+
+    record: InstanceRecord
+    path: Path  # absolute
 
 
 # -- N-service records -------------------------------------------------------------------------

@@ -46,8 +46,9 @@ from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventRep
 from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.registry import ServiceSet, default_services
+from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index.nservices import NServiceStore
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.storage.records import CommitmentState
 from stellarpacs.uids import MPPS, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
 from stellarpacs.ul.negotiation import PresentationContext, Role
@@ -89,7 +90,8 @@ async def serving(services: ServiceSet, config: Config) -> AsyncIterator[Server]
 
 async def stored(archive: Archive, *uids: str) -> None:
     for uid in uids:
-        assert (await store(archive, encode(make_dataset(uid)), sop_uid=uid)).status == 0
+        outcome = await store(archive, encode(make_dataset(uid)), sop_uid=uid)
+        assert STORE_STATUS[outcome.result] == 0
 
 
 # --- pynetdicom as storage commitment SCU ------------------------------------------------------
@@ -246,7 +248,7 @@ async def test_a_requester_that_is_down_gets_the_report_when_back(tmp_path: Path
     config = make_config(tmp_path / "storage", peer_port)
     archive = Archive(config.storage, fsync=False)
     await archive.open()
-    nstore = NServiceStore(archive.layout.index_path, durable=False)
+    nstore = SQLiteNServiceStore(archive.layout.index_path, durable=False)
     commitment = CommitmentService(archive, nstore, config, base_delay=0.02, max_delay=0.1)
     failures: asyncio.Queue[Exception | None] = asyncio.Queue()
     commitment.worker.hooks.append(lambda request, error: failures.put_nowait(error))

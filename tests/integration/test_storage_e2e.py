@@ -22,10 +22,10 @@ from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.fileio import TempFile
 from stellarpacs.storage import tools
-from stellarpacs.storage.archive import Archive, StoredEvent
+from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.files.layout import Layout
-from stellarpacs.storage.index.instances import Index
-from stellarpacs.storage.records import InstanceRecord
+from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.records import InstanceRecord, StoredEvent
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from tests.integration.storage_fixtures import (
     c_store,
@@ -153,7 +153,7 @@ async def test_hostile_uids_stay_inside_the_root_and_never_collide(tmp_path: Pat
     # the files alone name their instances: a rebuilt index holds the same rows
     report = await tools.reindex(root)
     assert (report.indexed, report.duplicates, report.skipped) == (len(sent), 0, ())
-    async with Index(Layout(root).index_path) as index:
+    async with SQLiteIndex(Layout(root).index_path) as index:
         rebuilt = [r async for r in index.iter_instances()]
     assert _identities(rebuilt) == _identities(records)
 

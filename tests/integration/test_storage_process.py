@@ -24,7 +24,7 @@ from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.storage.files.layout import Layout
-from stellarpacs.storage.index.instances import Index
+from stellarpacs.storage.index.instances import SQLiteIndex
 from stellarpacs.storage.records import InstanceRecord
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from tests.integration.peers import run_process
@@ -93,7 +93,7 @@ async def send_large(
 
 async def indexed(storage: Path, uid: str) -> InstanceRecord | None:
     """The index row of ``uid``, read from this process (WAL: the server may write meanwhile)."""
-    async with Index(Layout(storage).index_path) as index:
+    async with SQLiteIndex(Layout(storage).index_path) as index:
         return await index.get_instance(uid)
 
 

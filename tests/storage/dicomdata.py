@@ -10,7 +10,8 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
 from stellarpacs.part10 import encode_file_meta
-from stellarpacs.storage.archive import Archive, StoreOutcome
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.records import StoreOutcome
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

@@ -15,8 +15,9 @@ from pydicom.filereader import read_file_meta_info
 
 from stellarpacs.fileio import TempFile
 from stellarpacs.part10 import Part10Error
-from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.files import durable
+from stellarpacs.storage.records import StoreResult
 from tests.storage.dicomdata import (
     CT_IMAGE,
     EXPLICIT_LE,
@@ -62,11 +63,11 @@ def test_no_source_ae_element_when_the_calling_ae_is_empty(tmp_path: Path) -> No
     assert "SourceApplicationEntityTitle" not in read_file_meta_info(path)
 
 
-async def test_a_uid_too_long_for_the_meta_cannot_be_understood(archive: Archive) -> None:
+async def test_a_uid_too_long_for_the_meta_is_unreadable(archive: Archive) -> None:
     with pytest.raises(Part10Error):
         file_meta(sop_instance_uid="1" * 70_000)
     outcome = await store(archive, encode(make_dataset()), sop_uid="1" * 70_000)
-    assert outcome.status == 0xC000
+    assert outcome.result == StoreResult.UNREADABLE
 
 
 # -- the temporary file --------------------------------------------------------------------------
@@ -185,7 +186,7 @@ async def test_open_cleans_spare_and_close_removes_its_spares(root: Path) -> Non
         assert names and not names & stale
         assert len(names) == archive._spares.keep
         outcome = await store(archive, encode(make_dataset()), sop_uid="1.1")
-        assert outcome.status == StoreStatus.SUCCESS
+        assert outcome.result == StoreResult.STORED
         await spares_ready(archive)
     assert list(spare_dir.iterdir()) == []
     assert open_in(spare_dir) == 0
@@ -204,7 +205,7 @@ async def test_begin_takes_a_ready_spare(archive: Archive, root: Path) -> None:
     assert incoming.temp.path.stat().st_ino in inodes
     incoming.write(encode(make_dataset()))
     outcome = await incoming.commit()
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     assert (root / outcome.record.path).stat().st_ino in inodes
 
 
@@ -226,7 +227,7 @@ async def test_begin_works_when_the_pool_is_empty(
             await spares_ready(archive)
             assert archive._spares.take() is None
             outcome = await store(archive, encode(make_dataset(uid)), sop_uid=uid)
-            assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+            assert outcome.result == StoreResult.STORED and outcome.record is not None
             assert (root / outcome.record.path).is_file()
         assert list((root / "tmp").iterdir()) == []
         assert list((root / "spare").iterdir()) == []
@@ -239,7 +240,7 @@ async def test_a_spare_that_vanished_is_replaced_by_a_new_file(
     for spare in (root / "spare").iterdir():
         spare.unlink()
     outcome = await store(archive, encode(make_dataset()), sop_uid="1.1")
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     assert (root / outcome.record.path).is_file()
     assert list((root / "tmp").iterdir()) == []
 
@@ -447,17 +448,17 @@ def test_install_that_cannot_be_made_durable_removes_the_moved_file(
     assert list(dest.parent.iterdir()) == []
 
 
-async def test_a_directory_fsync_failure_answers_a702_and_leaves_nothing(
+async def test_a_directory_fsync_failure_is_not_stored_and_leaves_nothing(
     archive: Archive, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await store(archive, encode(make_dataset("1.1")), sop_uid="1.1")
-    assert first.status == StoreStatus.SUCCESS and first.record is not None  # folders durable
+    assert first.result == StoreResult.STORED and first.record is not None  # folders durable
     moved = spy_moves(monkeypatch)
     data = encode(make_dataset("2.2"))
     with monkeypatch.context() as patch:
         patch.setattr(durable, "fsync_dir", eio)
         outcome = await store(archive, data, sop_uid="2.2")
-    assert outcome.status == StoreStatus.OUT_OF_RESOURCES == 0xA702
+    assert outcome.result == StoreResult.NOT_STORED
     assert outcome.record is None
     assert outcome.error_comment == "cannot store: Input/output error"
     assert moved == [True]  # the file was in the tree, and was taken out again
@@ -466,4 +467,4 @@ async def test_a_directory_fsync_failure_answers_a702_and_leaves_nothing(
     assert list((root / "tmp").iterdir()) == []
     assert not await archive.index.has_instance("2.2")
     again = await store(archive, data, sop_uid="2.2")
-    assert again.status == StoreStatus.SUCCESS and not again.duplicate
+    assert again.result == StoreResult.STORED and not again.duplicate

@@ -15,8 +15,10 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from stellarpacs.part10 import FileMeta
-from stellarpacs.storage.archive import Archive, StoreStatus
-from stellarpacs.storage.files import durable, header
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.errors import UnreadableDataSet
+from stellarpacs.storage.files import header
+from stellarpacs.storage.records import StoreResult
 from tests.storage.dicomdata import (
     EXPLICIT_BE,
     EXPLICIT_LE,
@@ -58,9 +60,9 @@ def test_open_dataset_reads_the_header_but_not_the_pixels(tmp_path: Path, ts: st
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_what_cannot_be_a_data_set_is_refused(tmp_path: Path, data: bytes) -> None:
     path = write_file(tmp_path / "f.dcm", file_meta(transfer_syntax_uid=IMPLICIT_LE), data)
-    with pytest.raises(durable.UnreadableDataSet):
+    with pytest.raises(UnreadableDataSet):
         header.open_dataset(path)
-    with pytest.raises(durable.UnreadableDataSet):
+    with pytest.raises(UnreadableDataSet):
         header.open_received(path, offset=len(file_meta()), transfer_syntax_uid=IMPLICIT_LE)
 
 
@@ -151,7 +153,7 @@ async def test_open_received_of_an_archived_file_equals_open_dataset(
 ) -> None:
     data, ts, sop_uid = sample(name)
     outcome = await store(archive, data, sop_uid=sop_uid, ts=ts)
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     path = root / outcome.record.path
     offset = dataset_offset(path.read_bytes())
     assert path.read_bytes()[offset:] == data

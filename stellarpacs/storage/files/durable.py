@@ -5,7 +5,7 @@ of :mod:`stellarpacs.part10`, into a :class:`~stellarpacs.fileio.TempFile`
 (plain buffered writes, cheap enough for the event loop). Everything here that
 can block for milliseconds (fsync, rename, directory fsync) is a separate
 blocking function that the caller runs in a worker thread, once per instance.
-Reading a header back is :mod:`header`.
+Reading a header back is :mod:`header`. Nothing here needs pydicom.
 """
 
 from __future__ import annotations
@@ -17,34 +17,17 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from stellarpacs.errors import DIMSEError
 from stellarpacs.fileio import new_file, remove_quietly
 
 __all__ = [
-    "CANNOT_UNDERSTAND",
     "DirSync",
     "Spares",
-    "UnreadableDataSet",
     "clean_tmp",
     "fsync_dir",
     "install",
 ]
 
 log = logging.getLogger(__name__)
-
-CANNOT_UNDERSTAND = 0xC000  # PS3.4 Table B.2-1, "Error: Cannot understand"
-
-
-class UnreadableDataSet(DIMSEError):
-    """The bytes are not a data set we can store or walk; answered with C000 (PS3.4 B.2.3).
-
-    Raised by :mod:`header` for what pydicom cannot parse, and here for a meta
-    value too long for its element; it lives here so that this module needs
-    no pydicom.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(CANNOT_UNDERSTAND, message)
 
 
 class Spares:

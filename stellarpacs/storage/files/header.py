@@ -31,7 +31,7 @@ from pydicom.uid import PrivateTransferSyntaxes
 
 from stellarpacs.fileio import read_file_meta
 from stellarpacs.part10 import FileMeta, Part10Error
-from stellarpacs.storage.files.durable import UnreadableDataSet
+from stellarpacs.storage.errors import UnreadableDataSet
 from stellarpacs.storage.files.layout import instance_relpath
 from stellarpacs.storage.records import HeaderSummary, InstanceRecord, InstanceRow
 

@@ -1,6 +1,6 @@
 """C-FIND over the index: the catalog streams the matches of one SELECT (PS3.4 C.4.1.3).
 
-:meth:`Catalog.find` runs the SELECT that :func:`~stellarpacs.storage.query.findplan.plan`
+:meth:`SQLiteCatalog.find` runs the SELECT that :func:`~stellarpacs.storage.query.findplan.plan`
 builds and yields each match as soon as it is read (PS3.4 C.4.1.3.1: one
 Pending response per match): nothing is gathered first.  The catalog reads
 through its own connection (``query_only``), so a long query never holds up
@@ -20,23 +20,13 @@ from typing import Final
 
 import aiosqlite
 
-from stellarpacs.errors import DIMSEError
+from stellarpacs.storage.errors import StorageUnavailable
 from stellarpacs.storage.query.findplan import plan
 from stellarpacs.storage.query.identifier import Query
 from stellarpacs.storage.query.matches import Match
 from stellarpacs.storage.query.matching import da_key, dt_key, tm_key
 
-__all__ = ["OUT_OF_RESOURCES", "Catalog", "CatalogError"]
-
-OUT_OF_RESOURCES: Final = 0xA700  # PS3.4 Table C.4-1: Refused, out of resources
-
-
-class CatalogError(DIMSEError):
-    """The index could not be read; the C-FIND is refused as out of resources (A700)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(OUT_OF_RESOURCES, message)
-
+__all__ = ["SQLiteCatalog"]
 
 # -- SQL functions the predicates use -----------------------------------------------------------
 
@@ -73,7 +63,7 @@ _FUNCTIONS: Final[tuple[tuple[str, int, Callable[..., object]], ...]] = (
 )
 
 
-class Catalog:
+class SQLiteCatalog:
     """Read-only access to the index for C-FIND; ``find`` streams match identifiers."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, chunk: int = 256) -> None:
@@ -94,7 +84,7 @@ class Catalog:
         try:
             db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         except sqlite3.Error as exc:
-            raise CatalogError(f"index {self.path} cannot be opened: {exc}") from exc
+            raise StorageUnavailable(f"index {self.path} cannot be opened: {exc}") from exc
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             await db.execute("PRAGMA query_only = ON")
@@ -110,7 +100,7 @@ class Catalog:
             db, self._db = self._db, None
             await db.close()
 
-    async def __aenter__(self) -> Catalog:
+    async def __aenter__(self) -> SQLiteCatalog:
         await self.open()
         return self
 
@@ -133,7 +123,7 @@ class Catalog:
 
         ``stop`` is asked before each candidate row, so that a C-CANCEL ends
         the scan even while rows are being filtered out in Python.  Index
-        failures raise :class:`CatalogError`.
+        failures raise :class:`~stellarpacs.storage.errors.StorageUnavailable`.
         """
         await self.open()
         assert self._db is not None
@@ -148,4 +138,4 @@ class Catalog:
                     if answer is not None:
                         yield answer
         except sqlite3.Error as exc:
-            raise CatalogError(f"index query failed: {exc}") from exc
+            raise StorageUnavailable(f"index query failed: {exc}") from exc

@@ -28,7 +28,7 @@ from typing import Any
 
 import aiosqlite
 
-from stellarpacs.errors import StellarPACSError
+from stellarpacs.storage.errors import StorageUnavailable
 from stellarpacs.storage.index.schema import (
     DELETE_STUDY,
     GET_INSTANCE,
@@ -42,7 +42,7 @@ from stellarpacs.storage.index.threads import Plan, ReadPool, WriterThread, run_
 from stellarpacs.storage.query.retrieval import RetrieveKeys
 from stellarpacs.storage.records import InstanceRecord, InstanceRow, StudySummary
 
-__all__ = ["Index"]
+__all__ = ["SQLiteIndex"]
 
 
 async def _run_plan_async(db: aiosqlite.Connection, plan: Plan) -> bool:
@@ -57,7 +57,7 @@ async def _run_plan_async(db: aiosqlite.Connection, plan: Plan) -> bool:
         return bool(done.value)
 
 
-class Index:
+class SQLiteIndex:
     """Async access to one index database.
 
     ``transactions`` counts committed write transactions, so that group commit
@@ -75,9 +75,14 @@ class Index:
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StellarPACSError("the index is not open")
+        """The async connection; StorageUnavailable while the index is not open."""
+        self.check_open()
+        assert self._db is not None
         return self._db
+
+    def check_open(self) -> None:
+        if self._db is None:
+            raise StorageUnavailable("the index is not open")
 
     def _pragmas(self) -> tuple[str, ...]:
         # FULL: a commit is on disk before a C-STORE is answered (WAL + NORMAL is not).
@@ -119,7 +124,7 @@ class Index:
                 db, self._db = self._db, None
                 await db.close()
 
-    async def __aenter__(self) -> Index:
+    async def __aenter__(self) -> SQLiteIndex:
         await self.open()
         return self
 
@@ -144,7 +149,7 @@ class Index:
         own read transaction, fetched to the end.
         """
         if self._readers is None:
-            raise StellarPACSError("the index is not open")
+            raise StorageUnavailable("the index is not open")
         with self._readers.connection() as db:
             rows = db.execute(GET_INSTANCE, (sop_instance_uid,)).fetchall()
         return InstanceRecord(*rows[0]) if rows else None
@@ -216,7 +221,7 @@ class Index:
         one call on the writer thread; it returns once the commit is durable.
         """
         if self._writer is None:
-            raise StellarPACSError("the index is not open")
+            raise StorageUnavailable("the index is not open")
         plans = [insert_plan(row) for row in rows]
         added = await self._writer.call(lambda db: run_batch(db, plans))
         self.transactions += 1
@@ -256,7 +261,7 @@ class Index:
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (including cancellation)."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: SQLiteIndex) -> None:
         self._index = index
 
     async def __aenter__(self) -> None:

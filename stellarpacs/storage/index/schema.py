@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from stellarpacs.errors import StellarPACSError
+from stellarpacs.storage.errors import SchemaTooNew
 from stellarpacs.storage.index.threads import Plan
 from stellarpacs.storage.records import InstanceRow
 
@@ -31,7 +31,6 @@ __all__ = [
     "LIST_STUDIES",
     "MIGRATIONS",
     "SELECT_RECORD",
-    "SchemaTooNew",
     "insert_plan",
     "migrate",
 ]
@@ -146,10 +145,6 @@ DELETE_STUDY = (
     "DELETE FROM patient WHERE NOT EXISTS "
     "(SELECT 1 FROM study WHERE study.patient_pk = patient.pk)",
 )
-
-
-class SchemaTooNew(StellarPACSError):
-    """The index was written by a newer StellarPACS; refuse rather than guess."""
 
 
 HAS_INSTANCE = "SELECT 1 FROM instance WHERE sop_instance_uid = ?"

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stellarpacs.errors import StellarPACSError
+from stellarpacs.storage.errors import StorageUnavailable
 
 __all__ = [
     "Plan",
@@ -134,7 +134,7 @@ class ReadPool:
         """Blocking: lend an idle connection (or a new one) for the ``with`` block."""
         with self._lock:
             if self._closed:
-                raise StellarPACSError("the index is not open")
+                raise StorageUnavailable("the index is not open")
             db = self._idle.pop() if self._idle else None
         if db is None:
             db = connect(self._path, self._pragmas)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.dimse.status import Status
-from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.query.qrmodel import KEYS, MODELS, UNIQUE_KEYS, Level
+from stellarpacs.storage.errors import InvalidQuery, QueryProblem
+from stellarpacs.storage.query.qrmodel import KEYS, MODELS, QUERY_RETRIEVE_LEVEL, UNIQUE_KEYS, Level
 from stellarpacs.uids import (
     PATIENT_ROOT_QR_FIND,
     PATIENT_ROOT_QR_GET,
@@ -66,27 +65,31 @@ def _values(ds: Dataset, keyword: str) -> tuple[str, ...]:
 def retrieve_keys(ds: Dataset, model: str) -> RetrieveKeys:
     """Check the identifier against ``model`` and extract its unique keys.
 
-    A missing or unknown Query/Retrieve Level fails with A900 (identifier
-    does not match SOP class); a missing unique key, or a list above the
-    retrieve level, with C000 (unable to process).
+    A missing or unknown Query/Retrieve Level is a ``MODEL`` problem; a
+    missing unique key, or a list above the retrieve level, a ``HIERARCHY``
+    one (:class:`~stellarpacs.storage.errors.InvalidQuery`).
     """
     levels = LEVELS[model]
     level = str(ds.get("QueryRetrieveLevel", "")).strip().upper()
     if level not in levels:
-        raise DIMSEError(
-            Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        raise InvalidQuery(
+            QueryProblem.MODEL,
             f"Query/Retrieve Level {level or '(missing)'} is not one of {', '.join(levels)}",
+            (QUERY_RETRIEVE_LEVEL,),
         )
     conditions = []
     for current in levels[: levels.index(level) + 1]:
-        key = KEYS[UNIQUE_KEYS[Level[current]]]  # the unique key and its index column
+        tag = UNIQUE_KEYS[Level[current]]
+        key = KEYS[tag]  # the unique key and its index column
         keyword, column = key.keyword, key.column.sql
         values = _values(ds, keyword)
         if current == "PATIENT" and current != level and not values:
             continue  # Patient ID above the level narrows, but a UID below identifies
         if not values:
-            raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} is required at level {level}")
+            message = f"{keyword} is required at level {level}"
+            raise InvalidQuery(QueryProblem.HIERARCHY, message, (tag,))
         if current != level and len(values) > 1:
-            raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} must be single-valued")
+            message = f"{keyword} must be single-valued"
+            raise InvalidQuery(QueryProblem.HIERARCHY, message, (tag,))
         conditions.append((column, values))
     return RetrieveKeys(level, tuple(conditions))
