@@ -93,3 +93,35 @@ def test_the_api_names_no_backend_and_no_driver() -> None:
     names = imported(PACKAGE / "storage" / "api.py")
     backends = ("stellarpacs.storage.index", "stellarpacs.storage.archive")
     assert not {n for n in names if _under(n, *DRIVERS, *backends)}
+
+
+def _connects(path: Path) -> list[str]:
+    """Calls that open an SQLite connection (``sqlite3.connect``, ``aiosqlite.connect``...)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if (
+                isinstance(owner, ast.Name)
+                and owner.id in DRIVERS
+                and node.func.attr in ("connect", "Connection")
+            ):
+                found.append(f"{owner.id}.{node.func.attr}")
+    return found
+
+
+def test_one_module_opens_the_database() -> None:
+    """Readers, the writer thread, the catalog and the N-service tables: one opener."""
+    openers = {_ids(p) for p in sorted(PACKAGE.rglob("*.py")) if _connects(p)}
+    assert openers == {"storage/index/database.py"}
+
+
+def test_only_the_sqlite_backend_imports_the_driver() -> None:
+    """storage/cli.py still catches sqlite3.Error; it is moving to the cli package."""
+    importers = {
+        _ids(p)
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if any(_under(n, *DRIVERS) for n in imported(p))
+    }
+    backend = {i for i in importers if i.startswith("storage/index/")}
+    assert importers - backend <= {"storage/cli.py"}

@@ -21,6 +21,7 @@ from typing import Final
 import aiosqlite
 
 from stellarpacs.storage.errors import StorageUnavailable
+from stellarpacs.storage.index.database import Database, SQLFunction
 from stellarpacs.storage.query.findplan import plan
 from stellarpacs.storage.query.identifier import Query
 from stellarpacs.storage.query.matches import Match
@@ -55,7 +56,7 @@ def _in_datetime_range(date: object, time: object, low: object, high: object) ->
     )
 
 
-_FUNCTIONS: Final[tuple[tuple[str, int, Callable[..., object]], ...]] = (
+_FUNCTIONS: Final[tuple[SQLFunction, ...]] = (
     ("sp_fold", 1, _fold),
     ("sp_tm", 1, _sql_key(tm_key)),
     ("sp_dt", 1, _sql_key(dt_key)),
@@ -68,7 +69,7 @@ class SQLiteCatalog:
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, chunk: int = 256) -> None:
         self.path = path
-        self._busy_timeout_ms = busy_timeout_ms
+        self._database = Database(path, busy_timeout_ms=busy_timeout_ms)
         self._chunk = chunk
         self._db: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()  # two first C-FINDs at once open one connection
@@ -80,20 +81,10 @@ class SQLiteCatalog:
                 self._db = await self._connect()
 
     async def _connect(self) -> aiosqlite.Connection:
-        uri = f"{self.path.resolve().as_uri()}?mode=rw"
         try:
-            db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-        except sqlite3.Error as exc:
+            return await self._database.connect_async(read_only=True, functions=_FUNCTIONS)
+        except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailable(f"index {self.path} cannot be opened: {exc}") from exc
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            await db.execute("PRAGMA query_only = ON")
-            for name, arity, func in _FUNCTIONS:
-                await db.create_function(name, arity, func, deterministic=True)
-        except BaseException:
-            await db.close()
-            raise
-        return db
 
     async def close(self) -> None:
         if self._db is not None:

@@ -15,12 +15,18 @@ writer thread with its own plain ``sqlite3`` connection: the upserts, the
 inserts and the commit of a whole batch cost one thread hop instead of several
 per row. ``get_instance_blocking()`` serves code already running in a worker
 thread (the archive's duplicate check) from a small pool of plain read
-connections. Those two live in :mod:`threads`.
+connections. Those two live in :mod:`threads`. All three are opened by
+:class:`~stellarpacs.storage.index.database.Database`, with the same settings.
+
+The methods raise the driver's errors: the archive, which the services call,
+turns them into :class:`~stellarpacs.storage.errors.StorageUnavailable`, and
+the storage tools report them with the database's own words.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
@@ -29,6 +35,7 @@ from typing import Any
 import aiosqlite
 
 from stellarpacs.storage.errors import StorageUnavailable
+from stellarpacs.storage.index.database import Database
 from stellarpacs.storage.index.schema import (
     DELETE_STUDY,
     GET_INSTANCE,
@@ -66,8 +73,7 @@ class SQLiteIndex:
 
     def __init__(self, path: Path, *, durable: bool = True, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
-        self._durable = durable
-        self._busy_timeout_ms = busy_timeout_ms
+        self.database = Database(path, durable=durable, busy_timeout_ms=busy_timeout_ms)
         self._db: aiosqlite.Connection | None = None
         self._writer: WriterThread | None = None
         self._readers: ReadPool | None = None
@@ -84,32 +90,22 @@ class SQLiteIndex:
         if self._db is None:
             raise StorageUnavailable("the index is not open")
 
-    def _pragmas(self) -> tuple[str, ...]:
-        # FULL: a commit is on disk before a C-STORE is answered (WAL + NORMAL is not).
-        return (
-            f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}",
-            f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}",
-            "PRAGMA foreign_keys = ON",
-        )
-
     async def open(self, *, create: bool = True) -> None:
-        """Connect, switch to WAL and apply the migrations still missing."""
+        """Connect (WAL, see :class:`Database`) and apply the migrations still missing.
+
+        Errors are the driver's own: the storage tools report them as such.
+        """
         if not create and not self.path.exists():
             raise FileNotFoundError(f"no index at {self.path}")
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db = await self.database.connect_async(create=create)
         try:
-            busy, synchronous, foreign_keys = self._pragmas()
-            await db.execute(busy)
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute(synchronous)
-            await db.execute(foreign_keys)
             await migrate(db)
         except BaseException:
             await db.close()
             raise
         self._db = db
-        self._writer = WriterThread(self.path, self._pragmas())
-        self._readers = ReadPool(self.path, self._pragmas())
+        self._writer = WriterThread(self.database.connect)
+        self._readers = ReadPool(functools.partial(self.database.connect, read_only=True))
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None

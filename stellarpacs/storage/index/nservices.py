@@ -7,8 +7,9 @@ stored studies.  They are NOT part of :data:`stellarpacs.storage.index.schema.MI
 (PRAGMA user_version belongs to the index): this module creates its own
 tables with ``CREATE TABLE IF NOT EXISTS``, prefixed ``nservices_``, and keeps
 its own schema version in ``nservices_schema``, through its own aiosqlite
-connection (WAL, busy timeout), so the index may migrate independently and a
-rebuild of the index (``storage reindex``) leaves these rows alone.
+connection (opened like every other, :mod:`database`), so the index may
+migrate independently and a rebuild of the index (``storage reindex``) leaves
+these rows alone.
 
 A commitment request is written (and, when ``durable``, synced) before the
 N-ACTION is answered, and stays ``pending`` until the requester acknowledged
@@ -31,7 +32,7 @@ from typing import Any, Final
 import aiosqlite
 
 from stellarpacs.storage.errors import SchemaTooNew, StorageUnavailable
-from stellarpacs.storage.index.database import unavailable
+from stellarpacs.storage.index.database import Database, unavailable
 from stellarpacs.storage.records import (
     CommitmentRequest,
     CommitmentState,
@@ -136,8 +137,7 @@ class SQLiteNServiceStore:
 
     def __init__(self, path: Path, *, durable: bool = True, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
-        self._durable = durable
-        self._busy_timeout_ms = busy_timeout_ms
+        self._database = Database(path, durable=durable, busy_timeout_ms=busy_timeout_ms)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -146,15 +146,15 @@ class SQLiteNServiceStore:
         return self._db is not None
 
     async def open(self) -> None:
-        """Connect (WAL, busy timeout) and create or upgrade the tables; idempotent."""
+        """Connect (see :class:`Database`) and create or upgrade the tables; idempotent.
+
+        Errors are the driver's own: the storage tools report them as such.
+        """
         async with self._lock:
             if self._db is not None:
                 return
-            db = await aiosqlite.connect(self.path, isolation_level=None)
+            db = await self._database.connect_async(create=True)
             try:
-                await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                await db.execute("PRAGMA journal_mode = WAL")
-                await db.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}")
                 await _migrate(db)
             except BaseException:
                 await db.close()
