@@ -22,7 +22,7 @@ import aiosqlite
 
 from stellarpacs.storage.errors import SchemaTooNew
 from stellarpacs.storage.index.threads import Plan
-from stellarpacs.storage.records import InstanceRow
+from stellarpacs.storage.records import HeaderSummary, InstanceRow
 
 __all__ = [
     "DELETE_STUDY",
@@ -105,6 +105,7 @@ def _fill_empty_upsert(table: str, key: str, columns: Sequence[str]) -> str:
     )
 
 
+# Named as the fields of HeaderSummary that fill them (see _header_values).
 _PATIENT_COLUMNS = ("patient_name", "patient_name_folded", "patient_birth_date", "patient_sex")
 _STUDY_COLUMNS = (
     "study_date",
@@ -151,6 +152,14 @@ HAS_INSTANCE = "SELECT 1 FROM instance WHERE sop_instance_uid = ?"
 GET_INSTANCE = SELECT_RECORD + " WHERE i.sop_instance_uid = ?"
 
 
+def _header_values(header: HeaderSummary, columns: Sequence[str]) -> tuple[object, ...]:
+    """The values of ``columns``, which bear the names of HeaderSummary's fields."""
+    return tuple(
+        header.patient_name.casefold() if c == "patient_name_folded" else getattr(header, c)
+        for c in columns
+    )
+
+
 def insert_plan(row: InstanceRow) -> Plan:
     """The statements that add one row; each is sent back the rows its predecessor returned.
 
@@ -160,40 +169,11 @@ def insert_plan(row: InstanceRow) -> Plan:
     rec, hdr = row.record, row.header
     if (yield HAS_INSTANCE, (rec.sop_instance_uid,)):
         return False
-    patient = yield (
-        _UPSERT_PATIENT,
-        (
-            rec.patient_id,
-            hdr.patient_name,
-            hdr.patient_name.casefold(),
-            hdr.patient_birth_date,
-            hdr.patient_sex,
-        ),
-    )
-    study = yield (
-        _UPSERT_STUDY,
-        (
-            rec.study_instance_uid,
-            patient[0][0],
-            hdr.study_date,
-            hdr.study_time,
-            hdr.accession_number,
-            hdr.study_id,
-            hdr.study_description,
-            hdr.referring_physician_name,
-        ),
-    )
-    series = yield (
-        _UPSERT_SERIES,
-        (
-            rec.series_instance_uid,
-            study[0][0],
-            hdr.modality,
-            hdr.series_number,
-            hdr.series_description,
-            hdr.body_part_examined,
-        ),
-    )
+    patient = yield _UPSERT_PATIENT, (rec.patient_id, *_header_values(hdr, _PATIENT_COLUMNS))
+    study_values = _header_values(hdr, _STUDY_COLUMNS)
+    study = yield _UPSERT_STUDY, (rec.study_instance_uid, patient[0][0], *study_values)
+    series_values = _header_values(hdr, _SERIES_COLUMNS)
+    series = yield _UPSERT_SERIES, (rec.series_instance_uid, study[0][0], *series_values)
     yield (
         _INSERT_INSTANCE,
         (
