@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydicom.dataset import Dataset
@@ -290,7 +290,7 @@ async def test_a_pending_report_survives_a_restart(tmp_path: Path) -> None:
             assert report.failed() == [("1.2.3.4.9", 0x0112)]
             assert await asyncio.wait_for(attempts.get(), WAIT) is None  # acknowledged
             assert after.worker.pending == 0
-            [kept] = await after.store.commitments()
+            [kept] = await cast(SQLiteNServiceStore, after.store).commitments()
             assert kept.state is CommitmentState.DELIVERED and kept.attempts >= 2
 
 
@@ -397,7 +397,7 @@ async def test_pynetdicom_mpps_sequence_is_stored_and_linked(tmp_path: Path) -> 
         assert record.attributes["00400254"]["Value"] == ["CT chest"]  # the first N-SET
         assert await mpps.store.get_mpps("1.2.7.2") is None
         await stored(services.archive, "1.2.3.4.5")  # the study's instances arrive
-        [summary] = await mpps.store.mpps_summaries()
+        [summary] = await cast(SQLiteNServiceStore, mpps.store).mpps_summaries()
         assert (summary.studies_stored, summary.images_referenced, summary.images_stored) == (
             1, 2, 1,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from stellarpacs.part10 import FileMeta
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.errors import UnreadableDataSet
 from stellarpacs.storage.files import header
-from stellarpacs.storage.records import StoreResult
+from stellarpacs.storage.records import HeaderSummary, StoreResult
 from tests.storage.dicomdata import (
     EXPLICIT_BE,
     EXPLICIT_LE,
@@ -190,7 +190,7 @@ def test_open_received_after_encode_file_meta_equals_open_dataset(
 # -- summarize -----------------------------------------------------------------------------------
 
 
-def summary_of(tmp_path: Path, ds: Dataset, ts: str = EXPLICIT_LE) -> header.HeaderSummary:
+def summary_of(tmp_path: Path, ds: Dataset, ts: str = EXPLICIT_LE) -> HeaderSummary:
     path = write_file(tmp_path / "f.dcm", file_meta(transfer_syntax_uid=ts), encode(ds, ts))
     return header.summarize(header.open_dataset(path))
 
@@ -303,7 +303,7 @@ def series_files(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def summaries(paths: list[Path]) -> list[header.HeaderSummary]:
+def summaries(paths: list[Path]) -> list[HeaderSummary]:
     return [header.summarize(header.open_dataset(path)) for path in paths]
 
 
