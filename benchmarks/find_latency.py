@@ -29,7 +29,7 @@ Study Related Instances):
 
 ``--load index`` (StellarPACS alone, for the 100,000-instance scale run)
 skips the files and storescu: the rows are made from the same data sets by
-``stellarpacs.storage.index.row_from_dataset`` and added with ``Index.add``.
+``stellarpacs.storage.files.header.row_from_dataset`` and added with ``SQLiteIndex.add``.
 
     python benchmarks/find_latency.py                      # 2,000 instances, 4 servers
     python benchmarks/find_latency.py --quick              # 400 instances, 10 runs: ~30 s
@@ -192,12 +192,13 @@ def corpus_files(cache: Path, shape: Shape) -> Path:
 
 async def load_index(storage: Path, shape: Shape, batch: int = 2000) -> None:
     """StellarPACS' index filled straight from the corpus' headers (no files, no network)."""
-    from stellarpacs.storage.index import Index, row_from_dataset
-    from stellarpacs.storage.paths import Layout
+    from stellarpacs.storage.files.header import row_from_dataset
+    from stellarpacs.storage.files.layout import Layout
+    from stellarpacs.storage.index.instances import SQLiteIndex
 
     path = Layout(storage).index_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    async with Index(path, durable=False) as index:
+    async with SQLiteIndex(path, durable=False) as index:
         rows = []
         for i in range(shape.instances):
             ds = header(shape, i)

@@ -45,7 +45,8 @@ from stellarpacs.dimse.commands import (
 )
 from stellarpacs.dimse.status import ServiceClass, Status, category, describe
 from stellarpacs.services.registry import default_services
-from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.services.storage import StoreStatus
+from stellarpacs.storage.archive import Archive
 from stellarpacs.ul.negotiation import AcceptorPolicy, RejectReason, negotiate
 from stellarpacs.ul.pdus import (
     AAssociateAC,

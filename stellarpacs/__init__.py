@@ -25,7 +25,8 @@ if TYPE_CHECKING:
         StellarPACSError,
     )
     from stellarpacs.services.registry import default_services
-    from stellarpacs.storage.archive import Archive, StoredEvent
+    from stellarpacs.storage.archive import Archive
+    from stellarpacs.storage.records import StoredEvent
 
 __all__ = [
     "Archive",
@@ -65,7 +66,7 @@ _HOMES = {
     "StellarPACSError": "stellarpacs.errors",
     "default_services": "stellarpacs.services.registry",
     "Archive": "stellarpacs.storage.archive",
-    "StoredEvent": "stellarpacs.storage.archive",
+    "StoredEvent": "stellarpacs.storage.records",
 }
 
 

@@ -15,7 +15,8 @@ from stellarpacs.aio.server import Server
 from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config, describe_keys
 from stellarpacs.services.registry import ServiceSet, default_services
-from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.services.storage import StoreStatus
+from stellarpacs.storage.archive import Archive
 from stellarpacs.ul.negotiation import RejectReason
 
 ROOT = Path(__file__).resolve().parents[1]

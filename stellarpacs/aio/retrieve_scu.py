@@ -43,8 +43,8 @@ from stellarpacs.dimse.commands import (
 )
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.files import TempFile, encode_file_meta
-from stellarpacs.storage.paths import INSTANCE_SUFFIX, uid_component
+from stellarpacs.fileio import INSTANCE_SUFFIX, TempFile, uid_component
+from stellarpacs.part10 import encode_file_meta
 from stellarpacs.uids import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,

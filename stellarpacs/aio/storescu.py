@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted, DIMSEError
-from stellarpacs.storage.files import encode_file_meta
-from stellarpacs.storage.paths import INSTANCE_SUFFIX, uid_component
+from stellarpacs.fileio import INSTANCE_SUFFIX, read_file_meta, uid_component
+from stellarpacs.part10 import encode_file_meta
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLEMENTATION_CLASS_UID,
@@ -54,7 +53,6 @@ __all__ = [
 
 UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 CHUNK = 1 << 20
-_META_HEAD = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,41 +76,11 @@ class StoreResult:
     error: str = ""
 
 
-def _meta_elements(head: bytes) -> tuple[dict[int, bytes], int]:
-    """Walk the group 0002 elements (always Explicit VR LE, PS3.10 7.1); return them and the end."""
-    offset = 132 if head[128:132] == b"DICM" else 0
-    elements: dict[int, bytes] = {}
-    while offset + 8 <= len(head):
-        group, elem = struct.unpack_from("<HH", head, offset)
-        if group != 0x0002:
-            break
-        vr = head[offset + 4 : offset + 6]
-        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR"):
-            (length,) = struct.unpack_from("<I", head, offset + 8)
-            start = offset + 12
-        else:
-            (length,) = struct.unpack_from("<H", head, offset + 6)
-            start = offset + 8
-        elements[elem] = head[start : start + length]
-        offset = start + length
-    return elements, offset
-
-
-def _text(raw: bytes | None) -> str:
-    return (raw or b"").rstrip(b"\x00 ").decode("ascii", "replace")
-
-
 def scan_file(path: Path) -> StoreItem:
     """Blocking: read a file's meta (not its data set); ValueError if it is not PS3.10."""
-    with path.open("rb") as file:
-        head = file.read(_META_HEAD)
-    try:
-        elements, offset = _meta_elements(head)
-    except struct.error:
-        raise ValueError("truncated file meta") from None
-    sop_class = _text(elements.get(0x0002))
-    sop_instance = _text(elements.get(0x0003))
-    syntax = _text(elements.get(0x0010))
+    meta, offset = read_file_meta(path, preamble=False)
+    sop_class, sop_instance = meta.sop_class_uid, meta.sop_instance_uid
+    syntax = meta.transfer_syntax_uid
     if not (sop_class and sop_instance and syntax):
         raise ValueError("not a DICOM PS3.10 file (no usable file meta)")
     return StoreItem(path, sop_class, sop_instance, syntax, offset, path.stat().st_size)

@@ -27,9 +27,9 @@ from stellarpacs.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, Su
 from stellarpacs.config import load_config
 from stellarpacs.errors import StellarPACSError
 from stellarpacs.storage import tools
-from stellarpacs.storage.index import StudySummary
-from stellarpacs.storage.nservices import CommitmentRequest, MPPSSummary, NServiceStore
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
+from stellarpacs.storage.records import CommitmentRequest, MPPSSummary, StudySummary
 
 __all__ = ["ProgressBar", "StorageToolError", "register"]
 
@@ -144,12 +144,12 @@ def _study_json(study: StudySummary) -> dict[str, object]:
 
 
 async def load_mpps(root: Path) -> list[MPPSSummary]:
-    async with NServiceStore(Layout(root).index_path) as store:
+    async with SQLiteNServiceStore(Layout(root).index_path) as store:
         return await store.mpps_summaries()
 
 
 async def load_commitments(root: Path) -> list[CommitmentRequest]:
-    async with NServiceStore(Layout(root).index_path) as store:
+    async with SQLiteNServiceStore(Layout(root).index_path) as store:
         return await store.commitments()
 
 

@@ -1,7 +1,7 @@
 """Storage Commitment Push Model SCP (PS3.4 J.3) with durable, retried delivery.
 
 N-ACTION (J.3.2): the request is checked, kept durably in the index database
-(:class:`NServiceStore`) and answered at once; the N-ACTION-RSP only says
+(``storage.api.NServiceStore``) and answered at once; the N-ACTION-RSP only says
 that we took the request.  Statuses, checked in this order:
 
 - 0118 the Requested SOP Class is not Storage Commitment Push Model;
@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar, Final
@@ -62,10 +61,14 @@ from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventRep
 from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
-from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index import InstanceRecord
-from stellarpacs.storage.nservices import CommitmentRequest, NServiceStore
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.api import (
+    CommitmentRequest,
+    InstanceLookup,
+    InstanceRecord,
+    NotFound,
+    NServiceStore,
+    StorageUnavailable,
+)
 from stellarpacs.uids import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE, is_valid_uid
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
@@ -85,13 +88,13 @@ def _comment(text: str) -> str:
 # --- assessing a request (PS3.4 J.3.3.1.2) ----------------------------------------------------
 
 
-def _files_present(layout: Layout, records: Sequence[InstanceRecord | None]) -> list[bool]:
+def _files_present(archive: InstanceLookup, records: Sequence[InstanceRecord | None]) -> list[bool]:
     """Blocking: whether each indexed instance's file is where the index says."""
     present = []
     for record in records:
         try:
-            present.append(record is not None and layout.absolute(record.path).is_file())
-        except (OSError, ValueError):
+            present.append(record is not None and archive.file_path(record).is_file())
+        except (OSError, NotFound):
             present.append(False)
     return present
 
@@ -110,14 +113,16 @@ def _failure(
     return None
 
 
-async def assess(archive: Archive, request: CommitmentRequest, config: Config) -> CommitmentReport:
+async def assess(
+    archive: InstanceLookup, request: CommitmentRequest, config: Config
+) -> CommitmentReport:
     """The result of ``request`` as the archive stands now (PS3.4 J.3.3.1.2)."""
     refs = [SOPReference(c, i) for c, i in request.references]
     if request.duplicate:
         failed = [FailedReference(r, FailureReason.DUPLICATE_TRANSACTION_UID) for r in refs]
         return CommitmentReport.of(request.transaction_uid, (), failed, config.ae_title)
-    records = [await archive.index.get_instance(r.sop_instance_uid) for r in refs]
-    on_disk = await asyncio.to_thread(_files_present, archive.layout, records)
+    records = [await archive.get_instance(r.sop_instance_uid) for r in refs]
+    on_disk = await asyncio.to_thread(_files_present, archive, records)
     accepted = frozenset(config.storage_sop_classes)
     committed: list[SOPReference] = []
     failures: list[FailedReference] = []
@@ -137,14 +142,6 @@ class _Undeliverable(StellarPACSError):
     """This attempt cannot deliver the result; it is retried later."""
 
 
-def _archive_open(archive: Archive) -> bool:
-    try:
-        archive.index.db  # noqa: B018 (raises while the index is closed)
-    except StellarPACSError:
-        return False
-    return True
-
-
 AttemptHook = Callable[[CommitmentRequest, Exception | None], None]
 """Observes one delivery attempt: the request and why it failed (None: delivered)."""
 
@@ -158,7 +155,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        archive: Archive,
+        archive: InstanceLookup,
         store: NServiceStore,
         config: Config,
         *,
@@ -227,13 +224,14 @@ class DeliveryWorker:
         """Once the archive is open: the requests earlier runs left pending."""
         failures = 0
         while True:
-            if not _archive_open(self.archive):
+            try:
+                self.archive.check_available()
+            except StorageUnavailable:
                 await asyncio.sleep(_ARCHIVE_POLL)
                 continue
             try:
-                await self.store.open()
                 return await self.store.pending_commitments()
-            except (sqlite3.Error, OSError, StellarPACSError) as error:
+            except (OSError, StellarPACSError) as error:
                 failures += 1
                 log.error("cannot load pending storage commitment requests: %s", error)
                 await asyncio.sleep(self.delay(failures))
@@ -304,7 +302,7 @@ class DeliveryWorker:
         )  # fmt: skip
         try:
             await self.store.record_attempt(request.pk, str(error) or type(error).__name__)
-        except (sqlite3.Error, StellarPACSError) as db_error:
+        except StellarPACSError as db_error:
             log.error("cannot record the delivery attempt: %s", db_error)
 
     async def _deliver(self, request: CommitmentRequest) -> None:
@@ -451,7 +449,7 @@ class CommitmentService:
 
     def __init__(
         self,
-        archive: Archive,
+        archive: InstanceLookup,
         store: NServiceStore,
         config: Config,
         *,
@@ -504,11 +502,10 @@ class CommitmentService:
             raise DIMSEError(Status.PROCESSING_FAILURE, f"AE {requester} not configured")
         transaction, refs = _action_information(incoming)
         try:
-            await self.store.open()
             kept = await self.store.add_commitment(
                 transaction, requester, [(r.sop_class_uid, r.sop_instance_uid) for r in refs]
             )
-        except (sqlite3.Error, OSError) as error:
+        except StorageUnavailable as error:
             log.error("cannot keep commitment request %s: %s", transaction, error)
             raise DIMSEError(Status.PROCESSING_FAILURE, "cannot keep the request") from error
         log.info(

@@ -27,7 +27,6 @@ stored as received, not validated.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -41,7 +40,7 @@ from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import Message, NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.nservices import MPPSRecord, NServiceStore
+from stellarpacs.storage.api import MPPSRecord, NServiceStore, StorageUnavailable
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -239,7 +238,7 @@ _Handler = Callable[["MPPSService", Association, Incoming], Awaitable[Message]]
 
 
 class MPPSService:
-    """MPPS SCP keeping its instances in the index database (:class:`NServiceStore`)."""
+    """MPPS SCP keeping its instances in the N-service store (``storage.api.NServiceStore``)."""
 
     abstract_syntaxes: Mapping[str, tuple[str, ...]] = MappingProxyType(
         {MPPS: (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)}
@@ -315,9 +314,8 @@ class MPPSService:
 
     async def _keep(self, record: MPPSRecord) -> None:
         try:
-            await self.store.open()
             created = await self.store.create_mpps(record)
-        except (sqlite3.Error, OSError) as error:
+        except StorageUnavailable as error:
             raise MPPSRefused(Status.PROCESSING_FAILURE, f"cannot keep: {error}") from error
         if not created:
             raise MPPSRefused(Status.DUPLICATE_SOP_INSTANCE, "MPPS instance already exists")
@@ -351,9 +349,8 @@ class MPPSService:
             return _record(uid, status, merged, current.calling_ae)
 
         try:
-            await self.store.open()
             updated = await self.store.update_mpps(uid, change)
-        except (sqlite3.Error, OSError) as error:
+        except StorageUnavailable as error:
             raise MPPSRefused(Status.PROCESSING_FAILURE, f"cannot keep: {error}") from error
         if updated is None:
             raise MPPSRefused(Status.NO_SUCH_OBJECT_INSTANCE, "no such MPPS instance")

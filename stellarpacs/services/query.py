@@ -1,16 +1,17 @@
 """Query/Retrieve FIND SCP (PS3.4 C.4.1): Patient Root, Study Root, Patient/Study Only.
 
 Each C-FIND-RQ's identifier is decoded in the transfer syntax of its
-presentation context, checked against the model's hierarchy and turned into
-one query on the index (:mod:`stellarpacs.storage.query`).  Every match is
-sent as it is read, as a Pending response (FF00, or FF01 when a key could
-not be matched, PS3.4 C.4.1.1.4) whose identifier holds the requested keys,
-the Query/Retrieve Level and our Retrieve AE Title, in the request's
-transfer syntax.  The operation ends with Success (0000), Cancel (FE00)
-after a C-CANCEL-RQ, or one failure: A700 when the index cannot be read,
-A900 when the identifier does not fit the model, C001 when it cannot be
-processed, 0122 when the command names a SOP class its context does not
-carry (PS3.7 C.5).  A failure ends the operation, never the association.
+presentation context, checked against the model's hierarchy and turned into one
+query that the archive's catalog runs (``storage.api.InstanceCatalog``). Every
+match is sent as it is read, as a Pending response (FF00, or FF01 when a key
+could not be matched, PS3.4 C.4.1.1.4) whose identifier holds the requested
+keys, the Query/Retrieve Level and our Retrieve AE Title, in the request's
+transfer syntax.  The operation ends with Success (0000), Cancel (FE00) after a
+C-CANCEL-RQ, or one failure: A700 when the index cannot be read, A900 when the
+identifier does not fit the model, C001 when it cannot be processed
+(:data:`FIND_FAILURE`), 0122 when the command names a SOP class its context
+does not carry (PS3.7 C.5).  A failure ends the operation, never the
+association.
 
 Specific Character Set of responses (PS3.4 C.4.1.1.3.2): the request's when
 it can encode every returned value, else ISO_IR 192 (UTF-8) when some value
@@ -37,20 +38,27 @@ from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
-from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.identifier import (
-    UNABLE_TO_PROCESS,
+from stellarpacs.storage.api import (
+    InstanceArchive,
+    InstanceCatalog,
+    InvalidQuery,
+    Match,
     Query,
-    QueryError,
+    QueryProblem,
+    StorageUnavailable,
     decode_identifier,
     parse_query,
 )
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.query import Catalog
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, QR_FIND_MODELS
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
-__all__ = ["FIND_TRANSFER_SYNTAXES", "FindService", "encode_identifier", "response_charset"]
+__all__ = [
+    "FIND_FAILURE",
+    "FIND_TRANSFER_SYNTAXES",
+    "FindService",
+    "encode_identifier",
+    "response_charset",
+]
 
 log = logging.getLogger("stellarpacs.query")
 
@@ -58,6 +66,15 @@ log = logging.getLogger("stellarpacs.query")
 #: Little Endian is also accepted now, second in preference.
 FIND_TRANSFER_SYNTAXES: Final = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)
 _UTF8: Final = "ISO_IR 192"
+UNABLE_TO_PROCESS: Final = 0xC001  # PS3.4 Table C.4-1, range C000-CFFF
+FIND_FAILURE: Final[Mapping[QueryProblem, int]] = MappingProxyType(
+    {
+        QueryProblem.MODEL: Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        QueryProblem.HIERARCHY: Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        QueryProblem.VALUE: UNABLE_TO_PROCESS,
+    }
+)
+"""The C-FIND status for each problem of an identifier (PS3.4 Table C.4-1)."""
 #: Matches sent between two yields to the event loop, so that a C-CANCEL-RQ is read
 #: (and other associations served) while a long result streams out.
 _YIELD_EVERY: Final = 8
@@ -120,9 +137,11 @@ class FindService:
         {uid: FIND_TRANSFER_SYNTAXES for uid in QR_FIND_MODELS}
     )
 
-    def __init__(self, archive: Archive, config: Config, *, catalog: Catalog | None = None):
+    def __init__(
+        self, archive: InstanceArchive, config: Config, *, catalog: InstanceCatalog | None = None
+    ) -> None:
         self.config = config
-        self.catalog = catalog if catalog is not None else Catalog(archive.index.path)
+        self.catalog = catalog if catalog is not None else archive.catalog()
 
     async def close(self) -> None:
         """Close the catalog's connection to the index."""
@@ -171,8 +190,11 @@ class FindService:
                 fold_names=self.config.case_insensitive_person_names,
             )
             await self._send_matches(association, context, request, query, progress)
-        except QueryError as error:
-            return error.status, str(error), error.offending or None, progress.sent
+        except InvalidQuery as error:
+            return FIND_FAILURE[error.problem], str(error), error.tags or None, progress.sent
+        except StorageUnavailable as error:  # the index cannot be read: out of resources
+            log.warning("C-FIND refused: %s", error)
+            return Status.OUT_OF_RESOURCES, str(error), None, progress.sent
         except DIMSEError as error:
             log.warning("C-FIND refused: %s", error)
             return error.status, str(error), None, progress.sent

@@ -19,7 +19,7 @@ from stellarpacs.services.query import FindService
 from stellarpacs.services.retrieve import GetService, MoveService
 from stellarpacs.services.storage import StorageService
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import NServiceStore
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 
 __all__ = ["ServiceSet", "default_services"]
 
@@ -66,7 +66,7 @@ async def default_services(config: Config, archive: Archive | None = None) -> Se
     services.append(find)
     # Storage Commitment and MPPS keep their rows in the index file (own tables and
     # connection); the delivery worker waits for the archive to open (the CLI opens it late).
-    nstore = NServiceStore(archive.layout.index_path, durable=archive.fsync)
+    nstore = SQLiteNServiceStore(archive.layout.index_path, durable=archive.fsync)
     commitment = CommitmentService(archive, nstore, config)
     services += [commitment, MPPSService(nstore)]
     commitment.worker.start()

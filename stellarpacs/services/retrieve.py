@@ -1,6 +1,6 @@
 """Retrieve SCPs: C-MOVE and C-GET with Storage SCU sub-operations (PS3.4 C.4.2, C.4.3).
 
-Both find the instances the identifier names (:mod:`stellarpacs.storage.retrieval`)
+Both find the instances the identifier names (``storage.api.InstanceLookup``)
 and send each as a C-STORE sub-operation, exactly as stored when the
 receiver accepts the stored transfer syntax, otherwise decoded into an
 uncompressed one it accepts.  C-MOVE sends over a new association to the
@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 
 from pydicom.dataset import Dataset
 
@@ -45,9 +45,16 @@ from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
-from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index import InstanceRecord
-from stellarpacs.storage.retrieval import instances_for, retrieve_keys
+from stellarpacs.storage.api import (
+    InstanceLookup,
+    InstanceRecord,
+    InvalidQuery,
+    NotFound,
+    QueryProblem,
+    RetrieveKeys,
+    StorageUnavailable,
+    retrieve_keys,
+)
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -56,11 +63,28 @@ from stellarpacs.uids import (
 )
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
-__all__ = ["GetService", "MoveService"]
+__all__ = ["RETRIEVE_FAILURE", "GetService", "MoveService", "identifier_keys"]
 
 log = logging.getLogger("stellarpacs.retrieve")
 
 _QR_SYNTAXES = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)
+
+RETRIEVE_FAILURE: Final[Mapping[QueryProblem, int]] = MappingProxyType(
+    {
+        QueryProblem.MODEL: Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        QueryProblem.HIERARCHY: Status.UNABLE_TO_PROCESS,
+        QueryProblem.VALUE: Status.UNABLE_TO_PROCESS,
+    }
+)
+"""The C-MOVE / C-GET status for each problem of an identifier (PS3.4 C.4.2.1.5, C.4.3.1.4)."""
+
+
+def identifier_keys(ds: Dataset, model: str) -> RetrieveKeys:
+    """The unique keys of a retrieve identifier; DIMSEError with the status to answer."""
+    try:
+        return retrieve_keys(ds, model)
+    except InvalidQuery as error:
+        raise DIMSEError(RETRIEVE_FAILURE[error.problem], str(error)) from error
 
 
 @dataclass(slots=True)
@@ -107,7 +131,7 @@ class _RetrieveBase:
     #: Seconds at least between two Pending responses; 0 sends one after every sub-operation.
     pending_interval: float = 0.05
 
-    def __init__(self, archive: Archive, config: Config) -> None:
+    def __init__(self, archive: InstanceLookup, config: Config) -> None:
         self.archive = archive
         self.config = config
         self.abstract_syntaxes: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -144,10 +168,10 @@ class _RetrieveBase:
     async def _match(self, incoming: Incoming) -> list[InstanceRecord]:
         context = incoming.context
         ds = decode_dataset(incoming.dataset or b"", context.transfer_syntax)
-        keys = retrieve_keys(ds, context.abstract_syntax)
+        keys = identifier_keys(ds, context.abstract_syntax)
         try:
-            return await instances_for(self.archive.index, keys)
-        except (sqlite3.Error, OSError) as error:
+            return await self.archive.instances_for(keys)
+        except StorageUnavailable as error:
             raise DIMSEError(Status.OUT_OF_RESOURCES_MATCHES, f"index: {error}") from error
 
     async def _suboperations(
@@ -290,15 +314,15 @@ def _comment(text: str) -> str:
 
 
 def _scan_records(
-    archive: Archive, records: list[InstanceRecord]
+    archive: InstanceLookup, records: list[InstanceRecord]
 ) -> tuple[list[StoreItem], list[tuple[str, str]]]:
     """Blocking: the StoreItems of ``records``, and (UID, why) for each file that is unusable."""
     items: list[StoreItem] = []
     unreadable: list[tuple[str, str]] = []
     for record in records:
         try:
-            items.append(scan_file(archive.layout.absolute(record.path)))
-        except (OSError, ValueError) as error:
+            items.append(scan_file(archive.file_path(record)))
+        except (OSError, ValueError, NotFound) as error:
             unreadable.append((record.sop_instance_uid, str(error)))
     return items, unreadable
 
@@ -393,7 +417,7 @@ class GetService(_RetrieveBase):
     response_class = CGetRSP
     models = QR_GET_MODELS
 
-    def __init__(self, archive: Archive, config: Config) -> None:
+    def __init__(self, archive: InstanceLookup, config: Config) -> None:
         super().__init__(archive, config)
         self.roles = _storage_roles(config)
 

@@ -8,9 +8,11 @@ committed), so a Success means the modality may forget the image.
 
 Statuses (PS3.4 Table B.2-1 and the 1.3 statement 3.1.3.2.2.1): 0000 when
 durable (also for a second copy of a known instance, which is kept out),
-A702 when we could not store, C000 when the data set cannot be parsed, 0122
-when the command's SOP class is not the abstract syntax of its context, 0117
-when the SOP Instance UID arrived with non-ASCII bytes (see :func:`_refusal`).
+A702 (Refused: Out of Resources, range A7xx) when we could not store, C000
+when the data set cannot be parsed (:data:`STORE_STATUS` maps storage's
+outcomes to them), 0122 when the command's SOP class is not the abstract
+syntax of its context, 0117 when the SOP Instance UID arrived with non-ASCII
+bytes (see :func:`_refusal`).
 """
 
 from __future__ import annotations
@@ -18,19 +20,39 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from enum import IntEnum
 from types import MappingProxyType
+from typing import Final
 
 from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, Message
 from stellarpacs.dimse.status import Status
-from stellarpacs.storage.archive import Archive, IncomingInstance
+from stellarpacs.storage.api import IncomingInstance, InstanceArchive, StoreResult
 from stellarpacs.uids import STORAGE_TRANSFER_SYNTAXES
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
-__all__ = ["StorageService"]
+__all__ = ["STORE_STATUS", "StorageService", "StoreStatus"]
 
 log = logging.getLogger("stellarpacs.storage")
+
+
+class StoreStatus(IntEnum):
+    """The C-STORE-RSP statuses of a store that reached the archive (PS3.4 Table B.2-1)."""
+
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA702
+    CANNOT_UNDERSTAND = 0xC000
+
+
+STORE_STATUS: Final[Mapping[StoreResult, StoreStatus]] = MappingProxyType(
+    {
+        StoreResult.STORED: StoreStatus.SUCCESS,
+        StoreResult.NOT_STORED: StoreStatus.OUT_OF_RESOURCES,
+        StoreResult.UNREADABLE: StoreStatus.CANNOT_UNDERSTAND,
+    }
+)
+"""How each end of a store is answered."""
 
 
 class _ArchiveSink:
@@ -78,12 +100,12 @@ def storage_syntaxes(config: Config) -> Mapping[str, tuple[str, ...]]:
 
 
 class StorageService:
-    """C-STORE SCP writing into an :class:`Archive`."""
+    """C-STORE SCP writing into an archive."""
 
     requests: tuple[type[Message], ...] = (CStoreRQ,)
     roles: Mapping[str, Role] = MappingProxyType({})
 
-    def __init__(self, archive: Archive, config: Config) -> None:
+    def __init__(self, archive: InstanceArchive, config: Config) -> None:
         self.archive = archive
         self.abstract_syntaxes = storage_syntaxes(config)
 
@@ -132,7 +154,7 @@ class StorageService:
         outcome = await sink.incoming.commit()
         if outcome.duplicate:
             log.warning("duplicate SOP instance %s kept out", request.affected_sop_instance_uid)
-        return outcome.status, outcome.error_comment
+        return STORE_STATUS[outcome.result], outcome.error_comment
 
 
 def _refusal(context: PresentationContext, command: CStoreRQ) -> _Refusal | None:

@@ -1,28 +1,34 @@
 """The archive: files plus index, the one object the C-STORE handler talks to.
 
 Theory of operation. ``begin()`` moves a spare empty file (made ahead of need
-in a worker thread, see :class:`files.Spares`) into ``tmp/`` and writes the
-PS3.10 preamble and meta; ``write()`` appends each data set fragment with a
-buffered write on the event loop. ``commit()`` then makes ONE worker-thread
-call (``_settle``): duplicate check on a plain read connection, fsync, header
-read back, move into the tree and fsync of the directory entry (shared with
-concurrent moves into the same folder). It hands the index row to the group
-writer, which commits the rows of all concurrent commits in one transaction,
-run as one call on the index's writer thread. Only after that commit is
-Success returned (PS3.4 B.2.3), so the order on disk is always: file durable,
-entry durable, row durable. A crash at any moment leaves either nothing in the
-tree, an unindexed orphan that the next store of the same instance replaces,
-or a complete indexed instance. ``open()`` removes what a crash left in
-``tmp/`` and the spares.
+in a worker thread, see :class:`durable.Spares`) into ``tmp/`` and writes the
+PS3.10 preamble and meta (:mod:`stellarpacs.part10`); ``write()`` appends each
+data set fragment with a buffered write on the event loop. ``commit()`` then
+makes ONE worker-thread call (``_settle``): duplicate check on a plain read
+connection, fsync, header read back, move into the tree and fsync of the
+directory entry (shared with concurrent moves into the same folder). It hands
+the index row to the group writer, which commits the rows of all concurrent
+commits in one transaction, run as one call on the index's writer thread. Only
+after that commit is Success returned (PS3.4 B.2.3), so the order on disk is
+always: file durable, entry durable, row durable. A crash at any moment leaves
+either nothing in the tree, an unindexed orphan that the next store of the same
+instance replaces, or a complete indexed instance. ``open()`` removes what a
+crash left in ``tmp/`` and the spares.
 
 Per small instance the time goes to the three syncs (file, directory, SQLite
 WAL; about 1-2 ms on our VM disk), the header read (pydicom, about 0.2 ms;
 repeated element values are converted once, see ``header._Memo``) and two
 thread hand-offs (about 0.1-0.2 ms each).
 
-Statuses follow the 1.3 conformance statement: 0xA702 (Refused: Out of
-Resources, PS3.4 Table B.2-1 range A7xx) when we fail to store, 0xC000 when the
-data set cannot be parsed at all. Nothing else is validated.
+A store ends in a :class:`~stellarpacs.storage.records.StoreOutcome`:
+``STORED``, ``NOT_STORED`` when the file or the index could not be written,
+``UNREADABLE`` when the data set cannot be parsed at all; the C-STORE service
+chooses the statuses. Nothing else is validated.
+
+Beside storing, the archive is what retrieve, storage commitment and C-FIND
+look instances up in (:class:`~stellarpacs.storage.api.InstanceArchive`):
+index failures reach them as
+:class:`~stellarpacs.storage.errors.StorageUnavailable`.
 """
 
 from __future__ import annotations
@@ -32,64 +38,43 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum, IntEnum
+from enum import Enum
 from pathlib import Path
 
 from stellarpacs.errors import LocalProtocolError
-from stellarpacs.storage import files
-from stellarpacs.storage.header import open_received
-from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, row_from_dataset
-from stellarpacs.storage.paths import Layout
+from stellarpacs.fileio import TempFile, remove_quietly
+from stellarpacs.part10 import Part10Error, encode_file_meta
+from stellarpacs.storage.errors import NotFound, UnreadableDataSet
+from stellarpacs.storage.files import durable
+from stellarpacs.storage.files.header import open_received, row_from_dataset
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.catalog import SQLiteCatalog
+from stellarpacs.storage.index.database import unavailable
+from stellarpacs.storage.index.groupcommit import GroupWriter
+from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.query.retrieval import RetrieveKeys
+from stellarpacs.storage.records import (
+    InstanceRecord,
+    InstanceRow,
+    StoredEvent,
+    StoreOutcome,
+    StoreResult,
+)
 
-__all__ = [
-    "Archive",
-    "Hook",
-    "IncomingInstance",
-    "InstanceRecord",
-    "StoreOutcome",
-    "StoreStatus",
-    "StoredEvent",
-]
+__all__ = ["Archive", "Hook", "IncomingFile"]
 
 log = logging.getLogger(__name__)
 
 _SPARES = 8  # empty temporary files kept ready (refilled when half are used)
 
-
-class StoreStatus(IntEnum):
-    """C-STORE-RSP statuses this archive produces (PS3.4 Table B.2-1)."""
-
-    SUCCESS = 0x0000
-    OUT_OF_RESOURCES = 0xA702
-    CANNOT_UNDERSTAND = 0xC000
-
-
-@dataclass(frozen=True, slots=True)
-class StoreOutcome:
-    """The answer to one C-STORE: status, the stored record, and why it failed."""
-
-    status: int
-    record: InstanceRecord | None
-    duplicate: bool = False
-    error_comment: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """Told to notification hooks once an instance is durably stored and indexed."""
-
-    record: InstanceRecord
-    path: Path  # absolute
-
-
 Hook = Callable[[StoredEvent], Awaitable[None]]
 
 
 def _failure(exc: BaseException) -> StoreOutcome:
-    """Map what went wrong to its status; the comment goes into Error Comment (0000,0902)."""
-    if isinstance(exc, files.UnreadableDataSet):
-        return StoreOutcome(StoreStatus.CANNOT_UNDERSTAND, None, error_comment=str(exc)[:64])
-    return StoreOutcome(StoreStatus.OUT_OF_RESOURCES, None, error_comment=_comment(exc))
+    """What went wrong as an outcome; the comment is sized for an Error Comment (LO)."""
+    if isinstance(exc, UnreadableDataSet | Part10Error):
+        return StoreOutcome(StoreResult.UNREADABLE, None, error_comment=str(exc)[:64])
+    return StoreOutcome(StoreResult.NOT_STORED, None, error_comment=_comment(exc))
 
 
 def _comment(exc: BaseException) -> str:
@@ -112,11 +97,11 @@ class _State(Enum):
     DONE = "done"
 
 
-class IncomingInstance:
-    """One C-STORE data set on its way to disk.
+class IncomingFile:
+    """One C-STORE data set on its way to disk (a :class:`~stellarpacs.storage.api.IncomingFile`).
 
     An I/O error while writing is remembered, not raised: the handler keeps
-    feeding fragments and ``commit()`` answers A702.
+    feeding fragments and ``commit()`` answers ``NOT_STORED``.
     """
 
     def __init__(
@@ -127,7 +112,7 @@ class IncomingInstance:
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_ae: str,
-        temp: files.TempFile | None,
+        temp: TempFile | None,
         failure: StoreOutcome | None,
     ) -> None:
         self._archive = archive
@@ -170,75 +155,6 @@ class IncomingInstance:
         self._state = _State.DONE
 
 
-class _GroupWriter:
-    """One task that commits the rows of all waiting commits in one transaction.
-
-    Rows queue up while a transaction runs; the next transaction takes them
-    all, so N concurrent senders pay far fewer than N commits, and each caller
-    still awaits the transaction that carries its own row.
-    """
-
-    def __init__(self, index: Index, *, max_batch: int = 512) -> None:
-        self._index = index
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[InstanceRow, asyncio.Future[bool]] | None] = (
-            asyncio.Queue()
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stellarpacs-index-writer")
-
-    async def submit(self, row: InstanceRow) -> bool:
-        """Queue ``row``; True once committed, False if the instance was already indexed."""
-        if self._task is None or self._task.done():
-            raise LocalProtocolError("the index writer is not running")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((row, future))
-        return await future
-
-    async def stop(self) -> None:
-        """Commit what is queued, then end the task."""
-        if self._task is not None:
-            self._queue.put_nowait(None)
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            batch, stop = self._take(await self._queue.get())
-            if batch:
-                await self._commit(batch)
-            if stop:
-                return
-
-    def _take(
-        self, first: tuple[InstanceRow, asyncio.Future[bool]] | None
-    ) -> tuple[list[tuple[InstanceRow, asyncio.Future[bool]]], bool]:
-        if first is None:
-            return [], True
-        batch = [first]
-        while len(batch) < self._max_batch and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    async def _commit(self, batch: list[tuple[InstanceRow, asyncio.Future[bool]]]) -> None:
-        try:
-            added = await self._index.add([row for row, _ in batch])
-        except Exception as exc:
-            log.error("index transaction of %d rows failed: %s", len(batch), exc)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), ok in zip(batch, added, strict=True):
-            if not future.done():
-                future.set_result(ok)
-
-
 class Archive:
     """Files + index; the only object the network handlers talk to.
 
@@ -259,15 +175,15 @@ class Archive:
         self.fsync = fsync
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name
-        self.index = Index(self.layout.index_path, durable=fsync)
+        self.index = SQLiteIndex(self.layout.index_path, durable=fsync)
         self.duplicates = 0
-        self._dirs = files.DirSync(self.layout.root, fsync=fsync)
-        self._writer = _GroupWriter(self.index)
+        self._dirs = durable.DirSync(self.layout.root, fsync=fsync)
+        self._writer = GroupWriter(self.index)
         self._hooks: list[Hook] = []
         self._inflight: dict[str, asyncio.Task[StoreOutcome]] = {}
         self._commits: set[asyncio.Task[StoreOutcome]] = set()
         self._hook_tasks: set[asyncio.Task[None]] = set()
-        self._spares = files.Spares(self.layout.spare_dir, keep=_SPARES)
+        self._spares = durable.Spares(self.layout.spare_dir, keep=_SPARES)
         self._filling: asyncio.Future[None] | None = None
         self._open = False
 
@@ -279,7 +195,7 @@ class Archive:
         if removed:
             log.warning("removed %d unfinished transfers from %s", removed, self.layout.tmp_dir)
         await self.index.open()
-        self._writer = _GroupWriter(self.index)
+        self._writer = GroupWriter(self.index)
         self._writer.start()
         self._open = True
         self._refill()
@@ -288,8 +204,8 @@ class Archive:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         for directory in (self.layout.tmp_dir, self.layout.studies_dir, self.layout.spare_dir):
             self._dirs.ensure(directory)
-        files.clean_tmp(self.layout.spare_dir)
-        return files.clean_tmp(self.layout.tmp_dir)
+        durable.clean_tmp(self.layout.spare_dir)
+        return durable.clean_tmp(self.layout.tmp_dir)
 
     async def close(self, *, hook_timeout: float = 30.0) -> None:
         """Finish the commits in flight, give hooks ``hook_timeout`` s, close the index."""
@@ -322,6 +238,33 @@ class Archive:
         """Call ``hook`` after each instance is durably stored; its failures are only logged."""
         self._hooks.append(hook)
 
+    # -- looking up (storage.api.InstanceLookup) ------------------------------------------
+
+    def check_available(self) -> None:
+        """Raise StorageUnavailable unless the index is open (the server may open it late)."""
+        self.index.check_open()
+
+    async def get_instance(self, sop_instance_uid: str) -> InstanceRecord | None:
+        """The record of one stored instance, None when it is not indexed."""
+        with unavailable():
+            return await self.index.get_instance(sop_instance_uid)
+
+    async def instances_for(self, keys: RetrieveKeys) -> list[InstanceRecord]:
+        """The stored instances a retrieve names, parents first (PS3.4 C.4.2.2.1)."""
+        with unavailable():
+            return await self.index.instances_for(keys)
+
+    def file_path(self, record: InstanceRecord) -> Path:
+        """The absolute path of a record's file; NotFound if it names none inside the root."""
+        try:
+            return self.layout.absolute(record.path)
+        except ValueError as exc:
+            raise NotFound(str(exc)) from exc
+
+    def catalog(self) -> SQLiteCatalog:
+        """A new C-FIND reader over this archive's index (its own connection, opened lazily)."""
+        return SQLiteCatalog(self.layout.index_path)
+
     # -- storing ---------------------------------------------------------------------------
 
     def begin(
@@ -331,17 +274,17 @@ class Archive:
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_ae: str,
-    ) -> IncomingInstance:
+    ) -> IncomingFile:
         """Open the temporary file of one C-STORE and write its PS3.10 preamble and meta.
 
         Failures are kept in the returned object and answered by ``commit()``.
         """
         if not self._open:
             raise LocalProtocolError("the archive is not open")
-        temp: files.TempFile | None = None
+        temp: TempFile | None = None
         failure: StoreOutcome | None = None
         try:
-            header = files.encode_file_meta(
+            header = encode_file_meta(
                 sop_class_uid=sop_class_uid,
                 sop_instance_uid=sop_instance_uid,
                 transfer_syntax_uid=transfer_syntax_uid,
@@ -350,10 +293,10 @@ class Archive:
                 source_ae=calling_ae,
             )
             temp = self._temp_file(header)
-        except (OSError, files.UnreadableDataSet) as exc:
+        except (OSError, Part10Error) as exc:
             log.error("cannot begin storing %r: %s", sop_instance_uid, exc)
             failure = _failure(exc)
-        return IncomingInstance(
+        return IncomingFile(
             self,
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
@@ -363,7 +306,7 @@ class Archive:
             failure=failure,
         )
 
-    def _temp_file(self, header: bytes) -> files.TempFile:
+    def _temp_file(self, header: bytes) -> TempFile:
         """A spare moved into ``tmp/`` when one is ready (no inode to allocate), else a new one.
 
         The refill starts after the move: a file being created in the spare
@@ -373,10 +316,10 @@ class Archive:
         try:
             if spare is not None:
                 try:
-                    return files.TempFile.adopt(spare, self.layout.tmp_dir, header)
+                    return TempFile.adopt(spare, self.layout.tmp_dir, header)
                 except OSError as exc:
                     log.debug("spare temporary file unusable (%s); creating one", exc)
-            return files.TempFile.create(self.layout.tmp_dir, header)
+            return TempFile.create(self.layout.tmp_dir, header)
         finally:
             self._refill()
 
@@ -391,7 +334,7 @@ class Archive:
         except OSError as exc:  # begin() creates its own file and reports the error
             log.debug("cannot prepare spare temporary files: %s", exc)
 
-    async def _commit(self, incoming: IncomingInstance) -> StoreOutcome:
+    async def _commit(self, incoming: IncomingFile) -> StoreOutcome:
         """Run the store as its own task, so a cancelled caller cannot leave it half done."""
         uid = incoming.sop_instance_uid
         previous = self._inflight.get(uid)
@@ -407,7 +350,7 @@ class Archive:
             del self._inflight[uid]
 
     async def _store(
-        self, incoming: IncomingInstance, previous: asyncio.Task[StoreOutcome] | None
+        self, incoming: IncomingFile, previous: asyncio.Task[StoreOutcome] | None
     ) -> StoreOutcome:
         temp = incoming.temp
         if incoming.failure is not None or temp is None:
@@ -426,7 +369,7 @@ class Archive:
         assert settled.dest is not None
         return await self._index_row(settled.row, temp, settled.dest)
 
-    def _settle(self, incoming: IncomingInstance, temp: files.TempFile) -> _Settled:
+    def _settle(self, incoming: IncomingFile, temp: TempFile) -> _Settled:
         """Blocking, one worker-thread call: everything a store does before its index commit.
 
         Duplicate check, fsync, header read, move into the tree with its
@@ -440,14 +383,14 @@ class Archive:
         temp.finish(fsync=self.fsync and first is None)
         row = self._row(incoming, temp)
         if first is not None:
-            files.remove_quietly(temp.path)
+            remove_quietly(temp.path)
             return _Settled(row, first, None)
         dest = self.layout.absolute(row.record.path)
-        files.install(temp.path, dest, self._dirs)
+        durable.install(temp.path, dest, self._dirs)
         return _Settled(row, None, dest)
 
     @staticmethod
-    def _row(incoming: IncomingInstance, temp: files.TempFile) -> InstanceRow:
+    def _row(incoming: IncomingFile, temp: TempFile) -> InstanceRow:
         """Blocking: the index row of a received file, from its header read back."""
         dataset = open_received(
             temp.path, offset=temp.header_size, transfer_syntax_uid=incoming.transfer_syntax_uid
@@ -462,12 +405,12 @@ class Archive:
             calling_ae=incoming.calling_ae,
         )
 
-    async def _index_row(self, row: InstanceRow, temp: files.TempFile, dest: Path) -> StoreOutcome:
+    async def _index_row(self, row: InstanceRow, temp: TempFile, dest: Path) -> StoreOutcome:
         """Commit the row of a placed file (group commit), then answer."""
         try:
             if await self._writer.submit(row):
                 self._notify(StoredEvent(row.record, dest))
-                return StoreOutcome(StoreStatus.SUCCESS, row.record)
+                return StoreOutcome(StoreResult.STORED, row.record)
             first = await self.index.get_instance(row.record.sop_instance_uid)
         except Exception as exc:
             return await self._fail(exc, temp, dest)
@@ -479,34 +422,32 @@ class Archive:
         log.warning(
             "duplicate SOP Instance UID %r: keeping the first instance", first.sop_instance_uid
         )
-        return StoreOutcome(StoreStatus.SUCCESS, first, duplicate=True)
+        return StoreOutcome(StoreResult.STORED, first, duplicate=True)
 
     async def _duplicate(
-        self, first: InstanceRecord | None, temp: files.TempFile, placed: Path | None
+        self, first: InstanceRecord | None, temp: TempFile, placed: Path | None
     ) -> StoreOutcome:
         """Keep the first instance; drop ours unless it already sits at the first one's path."""
         self.duplicates += 1
         mine = placed if placed is not None else temp.path
         if first is None or self.layout.absolute(first.path) != mine:
-            await asyncio.to_thread(files.remove_quietly, mine)
+            await asyncio.to_thread(remove_quietly, mine)
         log.warning(
             "duplicate SOP Instance UID %r: keeping the first instance",
             first.sop_instance_uid if first else None,
         )
-        return StoreOutcome(StoreStatus.SUCCESS, first, duplicate=True)
+        return StoreOutcome(StoreResult.STORED, first, duplicate=True)
 
-    async def _fail(
-        self, exc: Exception, temp: files.TempFile, placed: Path | None
-    ) -> StoreOutcome:
+    async def _fail(self, exc: Exception, temp: TempFile, placed: Path | None) -> StoreOutcome:
         """Answer the failure; remove our file, never one that an index row points at."""
         outcome = _failure(exc)
-        if outcome.status == StoreStatus.OUT_OF_RESOURCES:
+        if outcome.result is StoreResult.NOT_STORED:
             log.error("storing failed (%s)", exc, exc_info=not isinstance(exc, OSError))
         else:
             log.warning("refused a data set: %s", exc)
         await asyncio.to_thread(temp.abandon)
         if placed is not None and not await self._indexed_or_unknown(placed):
-            await asyncio.to_thread(files.remove_quietly, placed)
+            await asyncio.to_thread(remove_quietly, placed)
         return outcome
 
     async def _indexed_or_unknown(self, placed: Path) -> bool:

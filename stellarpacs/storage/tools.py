@@ -22,15 +22,13 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from stellarpacs.storage import files, header
-from stellarpacs.storage.index import (
-    Index,
-    InstanceRecord,
-    InstanceRow,
-    StudySummary,
-    row_from_dataset,
-)
-from stellarpacs.storage.paths import INSTANCE_SUFFIX, Layout
+from stellarpacs.fileio import INSTANCE_SUFFIX
+from stellarpacs.storage.errors import UnreadableDataSet
+from stellarpacs.storage.files import durable, header
+from stellarpacs.storage.files.header import row_from_dataset
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.records import InstanceRecord, InstanceRow, StudySummary
 
 __all__ = [
     "Problem",
@@ -83,8 +81,8 @@ class ReindexReport:
 
 
 @contextlib.asynccontextmanager
-async def _index(root: Path, *, create: bool = False) -> AsyncIterator[Index]:
-    index = Index(Layout(Path(root)).index_path)
+async def _index(root: Path, *, create: bool = False) -> AsyncIterator[SQLiteIndex]:
+    index = SQLiteIndex(Layout(Path(root)).index_path)
     await index.open(create=create)
     try:
         yield index
@@ -116,7 +114,7 @@ def _check_record(layout: Layout, record: InstanceRecord) -> Problem | None:
         meta = header.read_meta(path)
     except FileNotFoundError:
         return Problem(ProblemKind.MISSING, record.path, record.sop_instance_uid)
-    except (OSError, ValueError, files.UnreadableDataSet) as exc:
+    except (OSError, ValueError, UnreadableDataSet) as exc:
         return Problem(ProblemKind.UNREADABLE, record.path, str(exc))
     if meta.sop_instance_uid != record.sop_instance_uid:
         detail = f"{meta.sop_instance_uid!r} != {record.sop_instance_uid!r}"
@@ -209,7 +207,7 @@ def _rows_from_files(
     for relpath in relpaths:
         try:
             out.append((relpath, _row_from_file(layout, relpath)))
-        except (OSError, files.UnreadableDataSet) as exc:
+        except (OSError, UnreadableDataSet) as exc:
             out.append((relpath, Problem(ProblemKind.UNREADABLE, relpath, str(exc))))
     return out
 
@@ -276,7 +274,7 @@ def _prune(directory: Path, stop: Path) -> None:
             break
         directory = directory.parent
     with contextlib.suppress(OSError):
-        files.fsync_dir(directory)
+        durable.fsync_dir(directory)
 
 
 async def delete_study(root: Path, study_uid: str) -> int:

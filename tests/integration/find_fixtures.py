@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -111,7 +111,7 @@ async def store_corpus(port: int, folder: Path) -> None:
 
 
 def archive_of(server: Server) -> Archive:
-    return next(s.archive for s in server.services if isinstance(s, StorageService))
+    return cast(Archive, next(s.archive for s in server.services if isinstance(s, StorageService)))
 
 
 async def bulk_index(archive: Archive, count: int, patient_id: str = "BULK") -> None:

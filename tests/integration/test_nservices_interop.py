@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydicom.dataset import Dataset
@@ -46,8 +46,10 @@ from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventRep
 from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.registry import ServiceSet, default_services
+from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import CommitmentState, NServiceStore
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
+from stellarpacs.storage.records import CommitmentState
 from stellarpacs.uids import MPPS, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
 from stellarpacs.ul.negotiation import PresentationContext, Role
 from tests.integration.peers import HOST
@@ -88,7 +90,8 @@ async def serving(services: ServiceSet, config: Config) -> AsyncIterator[Server]
 
 async def stored(archive: Archive, *uids: str) -> None:
     for uid in uids:
-        assert (await store(archive, encode(make_dataset(uid)), sop_uid=uid)).status == 0
+        outcome = await store(archive, encode(make_dataset(uid)), sop_uid=uid)
+        assert STORE_STATUS[outcome.result] == 0
 
 
 # --- pynetdicom as storage commitment SCU ------------------------------------------------------
@@ -245,7 +248,7 @@ async def test_a_requester_that_is_down_gets_the_report_when_back(tmp_path: Path
     config = make_config(tmp_path / "storage", peer_port)
     archive = Archive(config.storage, fsync=False)
     await archive.open()
-    nstore = NServiceStore(archive.layout.index_path, durable=False)
+    nstore = SQLiteNServiceStore(archive.layout.index_path, durable=False)
     commitment = CommitmentService(archive, nstore, config, base_delay=0.02, max_delay=0.1)
     failures: asyncio.Queue[Exception | None] = asyncio.Queue()
     commitment.worker.hooks.append(lambda request, error: failures.put_nowait(error))
@@ -287,7 +290,7 @@ async def test_a_pending_report_survives_a_restart(tmp_path: Path) -> None:
             assert report.failed() == [("1.2.3.4.9", 0x0112)]
             assert await asyncio.wait_for(attempts.get(), WAIT) is None  # acknowledged
             assert after.worker.pending == 0
-            [kept] = await after.store.commitments()
+            [kept] = await cast(SQLiteNServiceStore, after.store).commitments()
             assert kept.state is CommitmentState.DELIVERED and kept.attempts >= 2
 
 
@@ -394,7 +397,7 @@ async def test_pynetdicom_mpps_sequence_is_stored_and_linked(tmp_path: Path) -> 
         assert record.attributes["00400254"]["Value"] == ["CT chest"]  # the first N-SET
         assert await mpps.store.get_mpps("1.2.7.2") is None
         await stored(services.archive, "1.2.3.4.5")  # the study's instances arrive
-        [summary] = await mpps.store.mpps_summaries()
+        [summary] = await cast(SQLiteNServiceStore, mpps.store).mpps_summaries()
         assert (summary.studies_stored, summary.images_referenced, summary.images_stored) == (
             1, 2, 1,
         )  # fmt: skip

@@ -21,10 +21,12 @@ from stellarpacs.dimse.command_codec import encode_command
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.dimse.fragments import fragment_message
 from stellarpacs.errors import AssociationAborted
-from stellarpacs.storage import files, tools
-from stellarpacs.storage.archive import Archive, StoredEvent
-from stellarpacs.storage.index import Index, InstanceRecord
-from stellarpacs.storage.paths import Layout
+from stellarpacs.fileio import TempFile
+from stellarpacs.storage import tools
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.records import InstanceRecord, StoredEvent
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from tests.integration.storage_fixtures import (
     c_store,
@@ -152,7 +154,7 @@ async def test_hostile_uids_stay_inside_the_root_and_never_collide(tmp_path: Pat
     # the files alone name their instances: a rebuilt index holds the same rows
     report = await tools.reindex(root)
     assert (report.indexed, report.duplicates, report.skipped) == (len(sent), 0, ())
-    async with Index(Layout(root).index_path) as index:
+    async with SQLiteIndex(Layout(root).index_path) as index:
         rebuilt = [r async for r in index.iter_instances()]
     assert _identities(rebuilt) == _identities(records)
 
@@ -220,14 +222,14 @@ class DiskFull:
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, fault: DiskFull) -> None:
-    original = files.TempFile.write
+    original = TempFile.write
 
-    def write(self: files.TempFile, data: bytes) -> None:
+    def write(self: TempFile, data: bytes) -> None:
         if self.size:  # the meta header went in already: this is data set bytes
             fault.check()
         original(self, data)
 
-    monkeypatch.setattr(files.TempFile, "write", write)
+    monkeypatch.setattr(TempFile, "write", write)
 
 
 def _fail_fsync(monkeypatch: pytest.MonkeyPatch, fault: DiskFull) -> None:

@@ -23,8 +23,9 @@ import pytest
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted
-from stellarpacs.storage.index import Index, InstanceRecord
-from stellarpacs.storage.paths import Layout
+from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.records import InstanceRecord
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from tests.integration.peers import run_process
 from tests.integration.storage_fixtures import (
@@ -92,7 +93,7 @@ async def send_large(
 
 async def indexed(storage: Path, uid: str) -> InstanceRecord | None:
     """The index row of ``uid``, read from this process (WAL: the server may write meanwhile)."""
-    async with Index(Layout(storage).index_path) as index:
+    async with SQLiteIndex(Layout(storage).index_path) as index:
         return await index.get_instance(uid)
 
 

@@ -24,8 +24,10 @@ from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NActionRQ, NActionRSP
 from stellarpacs.services.commitment import CommitmentService, DeliveryWorker, assess
+from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import CommitmentRequest, CommitmentState, NServiceStore
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
+from stellarpacs.storage.records import CommitmentRequest, CommitmentState
 from stellarpacs.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     STORAGE_COMMITMENT_PUSH,
@@ -65,14 +67,14 @@ async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
 
 
 @pytest.fixture
-async def nstore(archive: Archive) -> AsyncIterator[NServiceStore]:
-    async with NServiceStore(archive.layout.index_path, durable=False) as opened:
+async def nstore(archive: Archive) -> AsyncIterator[SQLiteNServiceStore]:
+    async with SQLiteNServiceStore(archive.layout.index_path, durable=False) as opened:
         yield opened
 
 
 async def stored(archive: Archive, uid: str) -> None:
     outcome = await store(archive, encode(make_dataset(uid)), sop_uid=uid)
-    assert outcome.status == 0
+    assert STORE_STATUS[outcome.result] == 0
 
 
 # --- N-ACTION -------------------------------------------------------------------------------
@@ -121,12 +123,12 @@ async def n_action(
 
 
 @pytest.fixture
-def service(archive: Archive, nstore: NServiceStore) -> CommitmentService:
+def service(archive: Archive, nstore: SQLiteNServiceStore) -> CommitmentService:
     return CommitmentService(archive, nstore, make_config(archive.layout.root))
 
 
 async def test_a_valid_request_is_kept_and_answered_at_once(
-    service: CommitmentService, nstore: NServiceStore
+    service: CommitmentService, nstore: SQLiteNServiceStore
 ) -> None:
     refs = [(CT_IMAGE, "1.2.3.4.5"), (MR_IMAGE, "1.2.3.4.6")]
     rsp = await n_action(service, request_data("1.2.9.1", refs))
@@ -158,7 +160,7 @@ async def test_a_valid_request_is_kept_and_answered_at_once(
 )
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # 1.2.abc, on purpose
 async def test_refusals(
-    service: CommitmentService, nstore: NServiceStore, kwargs: dict[str, Any], status: int
+    service: CommitmentService, nstore: SQLiteNServiceStore, kwargs: dict[str, Any], status: int
 ) -> None:
     data = kwargs.pop("data", request_data())
     rsp = await n_action(service, data, **kwargs)
@@ -235,7 +237,7 @@ def attempts_queue(worker: DeliveryWorker) -> asyncio.Queue[Exception | None]:
 
 
 async def test_unreachable_requester_gets_the_report_when_it_comes_back(
-    archive: Archive, nstore: NServiceStore
+    archive: Archive, nstore: SQLiteNServiceStore
 ) -> None:
     await stored(archive, "1.2.3.4.5")
     port = free_port()
@@ -266,7 +268,7 @@ async def test_unreachable_requester_gets_the_report_when_it_comes_back(
 
 
 async def test_a_restarted_worker_delivers_what_was_pending(
-    archive: Archive, nstore: NServiceStore
+    archive: Archive, nstore: SQLiteNServiceStore
 ) -> None:
     port = free_port()
     config = make_config(archive.layout.root, port)
@@ -278,7 +280,7 @@ async def test_a_restarted_worker_delivers_what_was_pending(
     assert isinstance(await asyncio.wait_for(attempts.get(), WAIT), OSError)
     await first.close()
     async with (
-        NServiceStore(archive.layout.index_path) as reopened,
+        SQLiteNServiceStore(archive.layout.index_path) as reopened,
         CommitmentListener("MODALITY", host=HOST, port=port) as listener,
     ):
         second = DeliveryWorker(archive, reopened, config, **TINY)
@@ -295,7 +297,7 @@ async def test_a_restarted_worker_delivers_what_was_pending(
 
 async def test_worker_waits_for_the_archive_to_open(tmp_path: Path) -> None:
     archive = Archive(tmp_path / "late", fsync=False)
-    store = NServiceStore(archive.layout.index_path, durable=False)
+    store = SQLiteNServiceStore(archive.layout.index_path, durable=False)
     worker = DeliveryWorker(archive, store, make_config(tmp_path, free_port()), **TINY)
     attempts = attempts_queue(worker)
     worker.start()
@@ -303,7 +305,7 @@ async def test_worker_waits_for_the_archive_to_open(tmp_path: Path) -> None:
     assert not archive.layout.root.exists()  # nothing is created before the archive opens
     await archive.open()
     try:
-        async with NServiceStore(archive.layout.index_path) as other:
+        async with SQLiteNServiceStore(archive.layout.index_path) as other:
             await other.add_commitment("1.2.9.1", "MODALITY", [(CT_IMAGE, "1.2.3.4.5")])
         # the worker opens its store once the archive is open and finds the request
         assert isinstance(await asyncio.wait_for(attempts.get(), WAIT), OSError)
@@ -314,7 +316,9 @@ async def test_worker_waits_for_the_archive_to_open(tmp_path: Path) -> None:
         await archive.close()
 
 
-async def test_a_resent_request_skips_the_back_off(archive: Archive, nstore: NServiceStore) -> None:
+async def test_a_resent_request_skips_the_back_off(
+    archive: Archive, nstore: SQLiteNServiceStore
+) -> None:
     port = free_port()
     worker = DeliveryWorker(archive, nstore, make_config(archive.layout.root, port),
                             base_delay=300.0, max_delay=300.0)  # fmt: skip

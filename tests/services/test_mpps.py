@@ -24,7 +24,7 @@ from stellarpacs.services.mpps import (
     next_status,
 )
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import NServiceStore
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, MPPS
 from stellarpacs.ul.negotiation import PresentationContext
 
@@ -92,7 +92,7 @@ class FakeAssociation:
 
 @pytest.fixture
 async def service(archive: Archive) -> AsyncIterator[MPPSService]:
-    store = NServiceStore(archive.layout.index_path, durable=False)
+    store = SQLiteNServiceStore(archive.layout.index_path, durable=False)
     await store.open()
     yield MPPSService(store)
     await store.close()

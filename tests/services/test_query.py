@@ -21,15 +21,17 @@ from pydicom.filewriter import write_dataset
 from stellarpacs.aio.association import Association, Incoming
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
-from stellarpacs.services.query import FindService, response_charset
+from stellarpacs.services.query import FIND_FAILURE, FindService, response_charset
+from stellarpacs.services.storage import STORE_STATUS
+from stellarpacs.storage.api import Match, QueryProblem
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.index import row_from_dataset
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.query import Catalog
+from stellarpacs.storage.files.header import row_from_dataset
+from stellarpacs.storage.index.catalog import SQLiteCatalog
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
     PATIENT_ROOT_QR_FIND,
+    PATIENT_STUDY_ONLY_QR_FIND,
     QR_FIND_MODELS,
     STUDY_ROOT_QR_FIND,
 )
@@ -78,7 +80,7 @@ async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
             )
             ds.SpecificCharacterSet = "ISO_IR 192"
             outcome = await store(archive=opened, data=encode(ds), sop_uid=f"1.2.9.{i}")
-            assert outcome.status == 0
+            assert STORE_STATUS[outcome.result] == 0
         yield opened
 
 
@@ -222,6 +224,49 @@ async def test_unparsable_identifier_is_c001(service: FindService) -> None:
     assert statuses(await find(service, None)) == [0xA900]
 
 
+def test_every_identifier_problem_has_its_find_status() -> None:
+    assert set(FIND_FAILURE) == set(QueryProblem)
+    assert set(FIND_FAILURE.values()) == {0xA900, 0xC001}
+
+
+# The identifiers of tests/storage/test_query.py::NOT_FITTING, with the status C-FIND answers.
+@pytest.mark.parametrize(
+    ("model", "level", "keys", "status"),
+    [
+        (STUDY_ROOT_QR_FIND, None, {"PatientName": ""}, 0xA900),
+        (STUDY_ROOT_QR_FIND, "PATIENT", {"PatientName": ""}, 0xA900),
+        (STUDY_ROOT_QR_FIND, "WHATEVER", {}, 0xA900),
+        (
+            PATIENT_STUDY_ONLY_QR_FIND,
+            "SERIES",
+            {"PatientID": "P1", "StudyInstanceUID": "9.1"},
+            0xA900,
+        ),
+        (PATIENT_ROOT_QR_FIND, "STUDY", {"StudyInstanceUID": ""}, 0xA900),
+        (PATIENT_ROOT_QR_FIND, "STUDY", {"PatientID": "P*"}, 0xA900),
+        (STUDY_ROOT_QR_FIND, "SERIES", {"StudyInstanceUID": "9.1\\9.2"}, 0xA900),
+        (STUDY_ROOT_QR_FIND, "STUDY", {"Modality": "CT"}, 0xA900),
+        (STUDY_ROOT_QR_FIND, "STUDY", {"SOPInstanceUID": ""}, 0xA900),
+        (PATIENT_ROOT_QR_FIND, "PATIENT", {"StudyDate": ""}, 0xA900),
+        (STUDY_ROOT_QR_FIND, "STUDY", {"StudyDate": "2024-01-01"}, 0xC001),
+        (STUDY_ROOT_QR_FIND, "STUDY", {"SpecificCharacterSet": "ISO_IR 999"}, 0xC001),
+    ],
+)
+async def test_requests_that_do_not_fit_the_model_answer_their_status(
+    service: FindService, model: str, level: str | None, keys: dict[str, str], status: int
+) -> None:
+    level_key = {} if level is None else {"QueryRetrieveLevel": level}
+    recorder = await find(service, identifier(**level_key, **keys), model=model)
+    (final,) = recorder.responses
+    assert final.status == status
+    assert final.offending_element or status == 0xA900
+
+
+async def test_garbage_identifier_is_a900_or_c001(service: FindService) -> None:
+    recorder = await find(service, b"\x08\x00\x52\x00\xff\xff\x00\x00STUDY")
+    assert statuses(recorder) in ([0xA900], [0xC001])
+
+
 async def test_command_sop_class_must_be_the_contexts(service: FindService) -> None:
     data = identifier(QueryRetrieveLevel="STUDY")
     recorder = await find(service, data, command_model="1.2.3.4.5")
@@ -235,7 +280,7 @@ async def test_index_failure_is_out_of_resources(
     path = tmp_path / "broken.sqlite3"
     if content is not None:
         path.write_bytes(content)
-    broken = FindService(archive, Config(), catalog=Catalog(path))
+    broken = FindService(archive, Config(), catalog=SQLiteCatalog(path))
     recorder = await find(broken, identifier(QueryRetrieveLevel="STUDY"))
     await broken.close()
     assert statuses(recorder) == [0xA700]

@@ -24,9 +24,9 @@ from stellarpacs.aio.server import Server
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP, Message
 from stellarpacs.errors import DIMSEError
-from stellarpacs.services.retrieve import _fitting
+from stellarpacs.services.retrieve import RETRIEVE_FAILURE, _fitting, identifier_keys
+from stellarpacs.storage.api import QueryProblem, retrieve_keys
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.retrieval import retrieve_keys
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -97,8 +97,12 @@ def test_patient_id_above_the_level_may_be_left_out() -> None:
 )
 def test_bad_identifiers_are_refused(model: str, keys: dict[str, str], status: int) -> None:
     with pytest.raises(DIMSEError) as caught:
-        retrieve_keys(identifier(**keys), model)
+        identifier_keys(identifier(**keys), model)
     assert caught.value.status == status
+
+
+def test_every_identifier_problem_has_its_retrieve_status() -> None:
+    assert set(RETRIEVE_FAILURE) == set(QueryProblem)
 
 
 def test_failed_uid_list_fits_one_explicit_vr_value() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
-from stellarpacs.storage import files
-from stellarpacs.storage.archive import Archive, StoreOutcome
+from stellarpacs.part10 import encode_file_meta
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.records import StoreOutcome
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -82,7 +83,7 @@ def file_meta(**overrides: str) -> bytes:
         "source_ae": "MODALITY1",
     }
     values.update(overrides)
-    return files.encode_file_meta(**values)
+    return encode_file_meta(**values)
 
 
 def write_file(path: Path, header: bytes, data: bytes) -> Path:

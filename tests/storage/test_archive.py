@@ -14,9 +14,10 @@ import pytest
 from pydicom import dcmread
 
 from stellarpacs.errors import LocalProtocolError
-from stellarpacs.storage import files
-from stellarpacs.storage.archive import Archive, StoredEvent, StoreStatus
-from stellarpacs.storage.paths import instance_relpath
+from stellarpacs.fileio import TempFile
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.files.layout import instance_relpath
+from stellarpacs.storage.records import StoredEvent, StoreResult
 from tests.storage.dicomdata import (
     CT_IMAGE,
     EXPLICIT_BE,
@@ -54,7 +55,7 @@ async def test_data_set_bytes_are_kept_exactly(archive: Archive, root: Path, ts:
     pixels = random.Random(ts).randbytes(100_000)
     data = encode(make_dataset(pixel=pixels), ts)
     outcome = await store(archive, data, sop_uid="1.2.3.4.5", ts=ts, fragment=16_371)
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     path = root / outcome.record.path
     raw = path.read_bytes()
     assert raw[meta_length(path) :] == data
@@ -94,7 +95,7 @@ async def test_record_and_index_row(archive: Archive) -> None:
 async def test_missing_patient_study_series_are_allowed(archive: Archive) -> None:
     data = encode(make_dataset(study=None, series=None, patient_id=None))
     outcome = await store(archive, data, sop_uid="1.2.3.4.5")
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     assert (outcome.record.patient_id, outcome.record.study_instance_uid) == ("", "")
 
 
@@ -136,13 +137,13 @@ async def test_durable_before_answered_and_blocking_work_off_the_loop(
         incoming.write(data[start : start + 16_384])
     assert events == []  # no fsync per fragment
     outcome = await incoming.commit()
-    events.append(("answered", outcome.status))
+    events.append(("answered", outcome.result))
     assert events == [
         ("fsync", "file", False),
         ("replace", False),
         ("fsync", "dir", False),
         ("index commit",),
-        ("answered", StoreStatus.SUCCESS),
+        ("answered", StoreResult.STORED),
     ]
 
 
@@ -155,7 +156,7 @@ async def test_a_duplicate_keeps_the_first(archive: Archive, root: Path, study: 
     first = await store(archive, first_data, sop_uid="1.2.3.4.5")
     second_data = encode(make_dataset(study=study, patient_name="Second^Two"))
     second = await store(archive, second_data, sop_uid="1.2.3.4.5")
-    assert second.status == StoreStatus.SUCCESS and second.duplicate
+    assert second.result == StoreResult.STORED and second.duplicate
     assert second.record == first.record and first.record is not None
     assert archive.duplicates == 1
     (only,) = tree_files(root)
@@ -168,7 +169,7 @@ async def test_concurrent_copies_of_one_instance_store_it_once(
 ) -> None:
     datas = [encode(make_dataset(patient_name=f"P^{i}")) for i in range(4)]
     outcomes = await asyncio.gather(*(store(archive, d, sop_uid="7.7") for d in datas))
-    assert [o.status for o in outcomes] == [StoreStatus.SUCCESS] * 4
+    assert [o.result for o in outcomes] == [StoreResult.STORED] * 4
     assert sum(not o.duplicate for o in outcomes) == 1
     assert archive.duplicates == 3
     (only,) = tree_files(root)
@@ -208,7 +209,7 @@ async def test_hostile_uids_stay_under_the_root(archive: Archive, root: Path, ui
         )
     )
     outcome = await store(archive, data, sop_uid=uid, ts=IMPLICIT_LE)
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     path = (root / outcome.record.path).resolve()
     assert path.is_relative_to((root / "studies").resolve())
     assert path.is_file()
@@ -220,7 +221,7 @@ async def test_hostile_uids_never_share_a_file(archive: Archive, root: Path) -> 
     data = encode(make_dataset(study="../x", series="../x"))
     for uid in HOSTILE:
         outcome = await store(archive, data, sop_uid=uid)
-        assert outcome.status == StoreStatus.SUCCESS and not outcome.duplicate
+        assert outcome.result == StoreResult.STORED and not outcome.duplicate
     assert len(tree_files(root)) == len(HOSTILE)
 
 
@@ -243,31 +244,30 @@ async def assert_intact(archive: Archive, root: Path, kept: bytes) -> None:
     [
         (os, "fsync"),
         (os, "replace"),
-        (files.TempFile, "write"),
+        (TempFile, "write"),
         (os, "open"),
     ],
     ids=["fsync", "rename", "write", "open"],
 )
-async def test_io_errors_answer_a702_and_lose_nothing(
+async def test_io_errors_are_not_stored_and_lose_nothing(
     archive: Archive, root: Path, monkeypatch: pytest.MonkeyPatch, target: object, name: str
 ) -> None:
     kept = encode(make_dataset(sop_uid="1.1"))
-    assert (await store(archive, kept, sop_uid="1.1")).status == StoreStatus.SUCCESS
+    assert (await store(archive, kept, sop_uid="1.1")).result == StoreResult.STORED
     data = encode(make_dataset(sop_uid="2.2"))
     with monkeypatch.context() as patch:
         patch.setattr(target, name, enospc)
         outcome = await store(archive, data, sop_uid="2.2")
-    assert outcome.status == StoreStatus.OUT_OF_RESOURCES
-    assert outcome.status == 0xA702
+    assert outcome.result == StoreResult.NOT_STORED
     assert outcome.record is None
     assert outcome.error_comment and "space" in outcome.error_comment
     assert len(outcome.error_comment) <= 64
     await assert_intact(archive, root, kept)
     again = await store(archive, data, sop_uid="2.2")
-    assert again.status == StoreStatus.SUCCESS and not again.duplicate
+    assert again.result == StoreResult.STORED and not again.duplicate
 
 
-async def test_an_index_failure_answers_a702_and_removes_the_placed_file(
+async def test_an_index_failure_is_not_stored_and_removes_the_placed_file(
     archive: Archive, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kept = encode(make_dataset(sop_uid="1.1"))
@@ -279,10 +279,10 @@ async def test_an_index_failure_answers_a702_and_removes_the_placed_file(
     with monkeypatch.context() as patch:
         patch.setattr(archive.index, "add", full)
         outcome = await store(archive, encode(make_dataset(sop_uid="2.2")), sop_uid="2.2")
-    assert outcome.status == 0xA702
+    assert outcome.result == StoreResult.NOT_STORED
     assert outcome.error_comment == "cannot store: database or disk is full"
     await assert_intact(archive, root, kept)
-    assert (await store(archive, kept, sop_uid="2.2")).status == StoreStatus.SUCCESS
+    assert (await store(archive, kept, sop_uid="2.2")).result == StoreResult.STORED
 
 
 @pytest.mark.parametrize(
@@ -290,17 +290,16 @@ async def test_an_index_failure_answers_a702_and_removes_the_placed_file(
     [b"", implicit_element(0x00080018, b"1.2") + b"\x10\x00\x10\x00\xe8\x03\x00\x00abc"],
     ids=["empty", "truncated"],
 )
-async def test_an_unparseable_data_set_answers_c000(
+async def test_an_unparseable_data_set_is_unreadable(
     archive: Archive, root: Path, data: bytes
 ) -> None:
     outcome = await store(archive, data, sop_uid="1.2", ts=IMPLICIT_LE)
-    assert outcome.status == StoreStatus.CANNOT_UNDERSTAND
-    assert outcome.status == 0xC000
+    assert outcome.result == StoreResult.UNREADABLE
     assert outcome.record is None and outcome.error_comment
     assert tree_files(root) == [] and tmp_files(root) == []
     assert not await archive.index.has_instance("1.2")
     ok = await store(archive, encode(make_dataset()), sop_uid="1.2")
-    assert ok.status == StoreStatus.SUCCESS
+    assert ok.result == StoreResult.STORED
 
 
 # -- crash safety --------------------------------------------------------------------------------
@@ -332,7 +331,7 @@ async def test_an_orphan_at_the_target_path_is_replaced(archive: Archive, root: 
     orphan.write_bytes(b"left by a crash between rename and index commit")
     data = encode(make_dataset())
     outcome = await store(archive, data, sop_uid="1.2.3.4.5")
-    assert outcome.status == StoreStatus.SUCCESS and not outcome.duplicate
+    assert outcome.result == StoreResult.STORED and not outcome.duplicate
     assert orphan.read_bytes()[meta_length(orphan) :] == data
 
 
@@ -421,7 +420,7 @@ async def test_concurrent_commits_share_transactions(
     before = archive.index.transactions
     data = encode(make_dataset())
     outcomes = await asyncio.gather(*(store(archive, data, sop_uid=f"5.{i}") for i in range(n)))
-    assert all(o.status == StoreStatus.SUCCESS and not o.duplicate for o in outcomes)
+    assert all(o.result == StoreResult.STORED and not o.duplicate for o in outcomes)
     # the first transaction is held until every row waits, so at most two carry all n
     assert sum(batches) == n and len(batches) <= 2
     assert archive.index.transactions - before == len(batches) < n
@@ -465,6 +464,6 @@ async def test_a_failing_hook_is_logged_and_changes_nothing(
     with caplog.at_level(logging.ERROR):
         outcome = await store(archive, encode(make_dataset()), sop_uid="1.1")
         await archive.drain()
-    assert outcome.status == StoreStatus.SUCCESS
+    assert outcome.result == StoreResult.STORED
     assert called == ["1.1"]
     assert "hook exploded" in caplog.text

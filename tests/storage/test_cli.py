@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from stellarpacs.cli import main
-from stellarpacs.storage.archive import Archive, StoreStatus
-from stellarpacs.storage.index import InstanceRecord
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.records import InstanceRecord, StoreResult
 from tests.storage.dicomdata import encode, make_dataset, store
 
 _PLAN = (
@@ -39,7 +39,7 @@ async def _fill(root: Path) -> list[InstanceRecord]:
             )
             ds.StudyDescription = f"Study {study}"
             outcome = await store(archive, encode(ds), sop_uid=sop, calling_ae="CT01")
-            assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+            assert outcome.result == StoreResult.STORED and outcome.record is not None
             records.append(outcome.record)
     return records
 

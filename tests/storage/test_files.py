@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from pydicom.filereader import read_file_meta_info
 
-from stellarpacs.storage import files
-from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.fileio import TempFile
+from stellarpacs.part10 import Part10Error
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.files import durable
+from stellarpacs.storage.records import StoreResult
 from tests.storage.dicomdata import (
     CT_IMAGE,
     EXPLICIT_LE,
@@ -60,10 +63,11 @@ def test_no_source_ae_element_when_the_calling_ae_is_empty(tmp_path: Path) -> No
     assert "SourceApplicationEntityTitle" not in read_file_meta_info(path)
 
 
-def test_a_uid_too_long_for_the_meta_cannot_be_understood() -> None:
-    with pytest.raises(files.UnreadableDataSet) as info:
+async def test_a_uid_too_long_for_the_meta_is_unreadable(archive: Archive) -> None:
+    with pytest.raises(Part10Error):
         file_meta(sop_instance_uid="1" * 70_000)
-    assert info.value.status == 0xC000
+    outcome = await store(archive, encode(make_dataset()), sop_uid="1" * 70_000)
+    assert outcome.result == StoreResult.UNREADABLE
 
 
 # -- the temporary file --------------------------------------------------------------------------
@@ -72,12 +76,12 @@ def test_a_uid_too_long_for_the_meta_cannot_be_understood() -> None:
 def test_clean_tmp_removes_leftovers(tmp_path: Path) -> None:
     for name in ("rx-1.part", "rx-2.part", "stray"):
         (tmp_path / name).write_bytes(b"half")
-    assert files.clean_tmp(tmp_path) == 3
+    assert durable.clean_tmp(tmp_path) == 3
     assert list(tmp_path.iterdir()) == []
 
 
 def test_temp_file_counts_sizes_and_abandon_removes_it(tmp_path: Path) -> None:
-    temp = files.TempFile.create(tmp_path, b"HEAD")
+    temp = TempFile.create(tmp_path, b"HEAD")
     temp.write(b"data")
     assert (temp.size, temp.data_size) == (8, 4)
     temp.abandon()
@@ -110,7 +114,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_spares_take_fill_low_and_drain(folders: tuple[Path, Path]) -> None:
     spare_dir, _ = folders
-    spares = files.Spares(spare_dir, keep=4)
+    spares = durable.Spares(spare_dir, keep=4)
     assert spares.low and spares.take() is None
     spares.fill()
     assert len(list(spare_dir.iterdir())) == 4 and open_in(spare_dir) == 4
@@ -136,12 +140,12 @@ def test_spares_take_fill_low_and_drain(folders: tuple[Path, Path]) -> None:
 
 def test_adopt_moves_a_spare_into_tmp_keeping_its_inode(folders: tuple[Path, Path]) -> None:
     spare_dir, tmp_dir = folders
-    spares = files.Spares(spare_dir, keep=1)
+    spares = durable.Spares(spare_dir, keep=1)
     spares.fill()
     spare = spares.take()
     assert spare is not None
     inode = spare[0].stat().st_ino
-    temp = files.TempFile.adopt(spare, tmp_dir, b"HEAD")
+    temp = TempFile.adopt(spare, tmp_dir, b"HEAD")
     assert temp.path == tmp_dir / spare[0].name
     assert temp.path.stat().st_ino == inode
     assert list(spare_dir.iterdir()) == []
@@ -153,13 +157,13 @@ def test_adopt_moves_a_spare_into_tmp_keeping_its_inode(folders: tuple[Path, Pat
 
 def test_adopt_of_a_vanished_spare_raises_and_leaks_nothing(folders: tuple[Path, Path]) -> None:
     spare_dir, tmp_dir = folders
-    spares = files.Spares(spare_dir, keep=1)
+    spares = durable.Spares(spare_dir, keep=1)
     spares.fill()
     spare = spares.take()
     assert spare is not None
     spare[0].unlink()
     with pytest.raises(FileNotFoundError):
-        files.TempFile.adopt(spare, tmp_dir, b"HEAD")
+        TempFile.adopt(spare, tmp_dir, b"HEAD")
     assert open_in(spare_dir) == 0
     assert list(tmp_dir.iterdir()) == []
 
@@ -182,7 +186,7 @@ async def test_open_cleans_spare_and_close_removes_its_spares(root: Path) -> Non
         assert names and not names & stale
         assert len(names) == archive._spares.keep
         outcome = await store(archive, encode(make_dataset()), sop_uid="1.1")
-        assert outcome.status == StoreStatus.SUCCESS
+        assert outcome.result == StoreResult.STORED
         await spares_ready(archive)
     assert list(spare_dir.iterdir()) == []
     assert open_in(spare_dir) == 0
@@ -201,7 +205,7 @@ async def test_begin_takes_a_ready_spare(archive: Archive, root: Path) -> None:
     assert incoming.temp.path.stat().st_ino in inodes
     incoming.write(encode(make_dataset()))
     outcome = await incoming.commit()
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     assert (root / outcome.record.path).stat().st_ino in inodes
 
 
@@ -217,13 +221,13 @@ def full_disk(*args: object) -> None:
 async def test_begin_works_when_the_pool_is_empty(
     root: Path, monkeypatch: pytest.MonkeyPatch, fill: Callable[..., None]
 ) -> None:
-    monkeypatch.setattr(files.Spares, "fill", fill)
+    monkeypatch.setattr(durable.Spares, "fill", fill)
     async with Archive(root) as archive:
         for uid in ("1.1", "1.2"):
             await spares_ready(archive)
             assert archive._spares.take() is None
             outcome = await store(archive, encode(make_dataset(uid)), sop_uid=uid)
-            assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+            assert outcome.result == StoreResult.STORED and outcome.record is not None
             assert (root / outcome.record.path).is_file()
         assert list((root / "tmp").iterdir()) == []
         assert list((root / "spare").iterdir()) == []
@@ -236,7 +240,7 @@ async def test_a_spare_that_vanished_is_replaced_by_a_new_file(
     for spare in (root / "spare").iterdir():
         spare.unlink()
     outcome = await store(archive, encode(make_dataset()), sop_uid="1.1")
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     assert (root / outcome.record.path).is_file()
     assert list((root / "tmp").iterdir()) == []
 
@@ -276,7 +280,7 @@ class WatchedLock:
 class Renamer:
     """Callers that each rename a file into ``directory``, then wait for ``sync_entries``."""
 
-    def __init__(self, dirs: files.DirSync, directory: Path, clock: Clock) -> None:
+    def __init__(self, dirs: durable.DirSync, directory: Path, clock: Clock) -> None:
         self.dirs, self.directory, self.clock = dirs, directory, clock
         self.renamed: dict[str, int] = {}
         self.returned: dict[str, int] = {}
@@ -310,7 +314,7 @@ def spy_fsyncs(
     """Record (start, end) of every directory fsync; optionally hold the first until set."""
     fsyncs: list[tuple[int, int]] = []
     started = threading.Event()
-    real = files.fsync_dir
+    real = durable.fsync_dir
 
     def fsync_dir(path: Path) -> None:
         start = clock.tick()
@@ -321,7 +325,7 @@ def spy_fsyncs(
         real(path)
         fsyncs.append((start, clock.tick()))
 
-    monkeypatch.setattr(files, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
     return fsyncs, started
 
 
@@ -342,7 +346,7 @@ def test_concurrent_calls_for_one_directory_share_one_fsync(
 ) -> None:
     clock, release = Clock(), threading.Event()
     fsyncs, first_started = spy_fsyncs(monkeypatch, clock, hold_first=release)
-    dirs = files.DirSync(series.parent, fsync=True)
+    dirs = durable.DirSync(series.parent, fsync=True)
     watched = WatchedLock()
     monkeypatch.setattr(dirs, "_mutex", watched)
     renamer = Renamer(dirs, series, clock)
@@ -366,7 +370,7 @@ def test_every_caller_waits_for_an_fsync_that_began_after_its_rename(
 ) -> None:
     clock = Clock()
     fsyncs, _ = spy_fsyncs(monkeypatch, clock)
-    renamer = Renamer(files.DirSync(series.parent, fsync=True), series, clock)
+    renamer = Renamer(durable.DirSync(series.parent, fsync=True), series, clock)
     barrier = threading.Barrier(4, timeout=WAIT)
 
     def worker(name: str) -> None:
@@ -385,12 +389,12 @@ def test_a_lone_call_fsyncs_and_none_is_made_without_fsync(
 ) -> None:
     clock = Clock()
     fsyncs, _ = spy_fsyncs(monkeypatch, clock)
-    renamer = Renamer(files.DirSync(series.parent, fsync=True), series, clock)
+    renamer = Renamer(durable.DirSync(series.parent, fsync=True), series, clock)
     renamer("a")
     renamer("b")
     assert len(fsyncs) == 2
     renamer.assert_each_waited_for_a_later_fsync(fsyncs)
-    Renamer(files.DirSync(series.parent, fsync=False), series, clock)("c")
+    Renamer(durable.DirSync(series.parent, fsync=False), series, clock)("c")
     assert len(fsyncs) == 2
 
 
@@ -398,13 +402,13 @@ def test_a_lone_call_fsyncs_and_none_is_made_without_fsync(
 
 
 def test_install_creates_durable_directories_and_replaces(tmp_path: Path) -> None:
-    dirs = files.DirSync(tmp_path, fsync=True)
+    dirs = durable.DirSync(tmp_path, fsync=True)
     src = tmp_path / "a"
     src.write_bytes(b"new")
     dest = tmp_path / "s" / "t" / "u.dcm"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"old orphan")
-    files.install(src, dest, dirs)
+    durable.install(src, dest, dirs)
     assert dest.read_bytes() == b"new"
     assert not src.exists()
 
@@ -429,32 +433,32 @@ def spy_moves(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 def test_install_that_cannot_be_made_durable_removes_the_moved_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dirs = files.DirSync(tmp_path, fsync=True)
+    dirs = durable.DirSync(tmp_path, fsync=True)
     dest = tmp_path / "s" / "t" / "u.dcm"
     dirs.ensure(dest.parent)  # with the real fsync: only the entry's own fsync fails below
     src = tmp_path / "rx.part"
     src.write_bytes(b"data")
     moved = spy_moves(monkeypatch)
-    monkeypatch.setattr(files, "fsync_dir", eio)
+    monkeypatch.setattr(durable, "fsync_dir", eio)
     with pytest.raises(OSError) as info:
-        files.install(src, dest, dirs)
+        durable.install(src, dest, dirs)
     assert info.value.errno == errno.EIO
     assert moved == [True]
     assert not src.exists()
     assert list(dest.parent.iterdir()) == []
 
 
-async def test_a_directory_fsync_failure_answers_a702_and_leaves_nothing(
+async def test_a_directory_fsync_failure_is_not_stored_and_leaves_nothing(
     archive: Archive, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await store(archive, encode(make_dataset("1.1")), sop_uid="1.1")
-    assert first.status == StoreStatus.SUCCESS and first.record is not None  # folders durable
+    assert first.result == StoreResult.STORED and first.record is not None  # folders durable
     moved = spy_moves(monkeypatch)
     data = encode(make_dataset("2.2"))
     with monkeypatch.context() as patch:
-        patch.setattr(files, "fsync_dir", eio)
+        patch.setattr(durable, "fsync_dir", eio)
         outcome = await store(archive, data, sop_uid="2.2")
-    assert outcome.status == StoreStatus.OUT_OF_RESOURCES == 0xA702
+    assert outcome.result == StoreResult.NOT_STORED
     assert outcome.record is None
     assert outcome.error_comment == "cannot store: Input/output error"
     assert moved == [True]  # the file was in the tree, and was taken out again
@@ -463,4 +467,4 @@ async def test_a_directory_fsync_failure_answers_a702_and_leaves_nothing(
     assert list((root / "tmp").iterdir()) == []
     assert not await archive.index.has_instance("2.2")
     again = await store(archive, data, sop_uid="2.2")
-    assert again.status == StoreStatus.SUCCESS and not again.duplicate
+    assert again.result == StoreResult.STORED and not again.duplicate

@@ -14,8 +14,11 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from stellarpacs.storage import files, header
-from stellarpacs.storage.archive import Archive, StoreStatus
+from stellarpacs.part10 import FileMeta
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.errors import UnreadableDataSet
+from stellarpacs.storage.files import header
+from stellarpacs.storage.records import HeaderSummary, StoreResult
 from tests.storage.dicomdata import (
     EXPLICIT_BE,
     EXPLICIT_LE,
@@ -57,9 +60,9 @@ def test_open_dataset_reads_the_header_but_not_the_pixels(tmp_path: Path, ts: st
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_what_cannot_be_a_data_set_is_refused(tmp_path: Path, data: bytes) -> None:
     path = write_file(tmp_path / "f.dcm", file_meta(transfer_syntax_uid=IMPLICIT_LE), data)
-    with pytest.raises(files.UnreadableDataSet):
+    with pytest.raises(UnreadableDataSet):
         header.open_dataset(path)
-    with pytest.raises(files.UnreadableDataSet):
+    with pytest.raises(UnreadableDataSet):
         header.open_received(path, offset=len(file_meta()), transfer_syntax_uid=IMPLICIT_LE)
 
 
@@ -71,10 +74,12 @@ def test_open_dataset_lets_a_real_io_error_through(tmp_path: Path) -> None:
 def test_read_meta_reads_group_0002_only(tmp_path: Path) -> None:
     meta = file_meta(sop_instance_uid="1.2.3", source_ae="CT01", transfer_syntax_uid=EXPLICIT_BE)
     path = write_file(tmp_path / "f.dcm", meta, b"not even a data set")
-    assert header.read_meta(path) == header.FileMeta(
+    assert header.read_meta(path) == FileMeta(
         sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
         sop_instance_uid="1.2.3",
         transfer_syntax_uid=EXPLICIT_BE,
+        implementation_class_uid="1.2.826.0.1.3680043.2.914",
+        implementation_version_name="StellarPACS_1.3",
         source_ae="CT01",
     )
 
@@ -148,7 +153,7 @@ async def test_open_received_of_an_archived_file_equals_open_dataset(
 ) -> None:
     data, ts, sop_uid = sample(name)
     outcome = await store(archive, data, sop_uid=sop_uid, ts=ts)
-    assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+    assert outcome.result == StoreResult.STORED and outcome.record is not None
     path = root / outcome.record.path
     offset = dataset_offset(path.read_bytes())
     assert path.read_bytes()[offset:] == data
@@ -185,7 +190,7 @@ def test_open_received_after_encode_file_meta_equals_open_dataset(
 # -- summarize -----------------------------------------------------------------------------------
 
 
-def summary_of(tmp_path: Path, ds: Dataset, ts: str = EXPLICIT_LE) -> header.HeaderSummary:
+def summary_of(tmp_path: Path, ds: Dataset, ts: str = EXPLICIT_LE) -> HeaderSummary:
     path = write_file(tmp_path / "f.dcm", file_meta(transfer_syntax_uid=ts), encode(ds, ts))
     return header.summarize(header.open_dataset(path))
 
@@ -298,7 +303,7 @@ def series_files(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def summaries(paths: list[Path]) -> list[header.HeaderSummary]:
+def summaries(paths: list[Path]) -> list[HeaderSummary]:
     return [header.summarize(header.open_dataset(path)) for path in paths]
 
 

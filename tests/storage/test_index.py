@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from stellarpacs.storage import index as index_module
-from stellarpacs.storage.header import HeaderSummary
-from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, SchemaTooNew
+from stellarpacs.storage.errors import SchemaTooNew
+from stellarpacs.storage.index import schema as index_module
+from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.records import HeaderSummary, InstanceRecord, InstanceRow
 
 
 def row(
@@ -40,8 +41,8 @@ def row(
 
 
 @pytest.fixture
-async def index(tmp_path: Path) -> AsyncIterator[Index]:
-    async with Index(tmp_path / "index.sqlite3") as opened:
+async def index(tmp_path: Path) -> AsyncIterator[SQLiteIndex]:
+    async with SQLiteIndex(tmp_path / "index.sqlite3") as opened:
         yield opened
 
 
@@ -55,7 +56,7 @@ def columns(path: Path, table: str) -> set[str]:
         return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
 
 
-async def test_add_and_read_back(index: Index) -> None:
+async def test_add_and_read_back(index: SQLiteIndex) -> None:
     r = row("1.1.1.1", name="Doe^John")
     assert await index.add([r]) == [True]
     assert await index.has_instance("1.1.1.1")
@@ -67,13 +68,13 @@ async def test_add_and_read_back(index: Index) -> None:
     assert await index.get_header_json("1.1.1.1") == {}
 
 
-async def test_a_known_instance_is_not_added_twice(index: Index) -> None:
+async def test_a_known_instance_is_not_added_twice(index: SQLiteIndex) -> None:
     assert await index.add([row("1"), row("1", study="2.2"), row("2")]) == [True, False, True]
     assert (await index.get_instance("1")) == row("1").record
     assert (await index.stats())["studies"] == 1
 
 
-async def test_the_first_non_empty_value_wins(index: Index) -> None:
+async def test_the_first_non_empty_value_wins(index: SQLiteIndex) -> None:
     await index.add([row("1", name="")])
     await index.add([row("2", name="Doe^John", study_date="20240101")])
     await index.add([row("3", name="Other^Name", study_date="20231231")])
@@ -81,7 +82,7 @@ async def test_the_first_non_empty_value_wins(index: Index) -> None:
     assert (study.patient_name, study.study_date) == ("Doe^John", "20240101")
 
 
-async def test_query_columns_and_case_folded_name(index: Index) -> None:
+async def test_query_columns_and_case_folded_name(index: SQLiteIndex) -> None:
     await index.add([row("1", name="MÜLLER^Hans", accession_number="A7")])
     async with index.db.execute(
         "SELECT patient_name, patient_name_folded FROM patient WHERE patient_id = ?", ("P1",)
@@ -94,7 +95,7 @@ async def test_query_columns_and_case_folded_name(index: Index) -> None:
     assert "study_accession_ix" in plan
 
 
-async def test_stats_and_list_studies(index: Index) -> None:
+async def test_stats_and_list_studies(index: SQLiteIndex) -> None:
     await index.add(
         [
             row("1", modality="CT", size=10),
@@ -115,7 +116,7 @@ async def test_stats_and_list_studies(index: Index) -> None:
     assert (second.patient_id, second.modalities) == ("P2", ("MR",))
 
 
-async def test_delete_study_removes_its_rows_and_orphaned_patient(index: Index) -> None:
+async def test_delete_study_removes_its_rows_and_orphaned_patient(index: SQLiteIndex) -> None:
     await index.add(
         [row("1"), row("2", series="1.1.2"), row("3", study="2.2", series="2.2.1", patient="P2")]
     )
@@ -130,13 +131,13 @@ async def test_delete_study_removes_its_rows_and_orphaned_patient(index: Index) 
     assert await index.delete_study("1.1") == 0
 
 
-async def test_known_paths(index: Index) -> None:
+async def test_known_paths(index: SQLiteIndex) -> None:
     await index.add([row("1")])
     paths = [f"studies/x/{i}.dcm" for i in range(1200)] + ["studies/1.1/1.1.1/1.dcm"]
     assert await index.known_paths(paths) == {"studies/1.1/1.1.1/1.dcm"}
 
 
-async def test_a_failed_transaction_rolls_back(index: Index) -> None:
+async def test_a_failed_transaction_rolls_back(index: SQLiteIndex) -> None:
     bad = InstanceRow(row("2").record, HeaderSummary(series_number=object()))  # type: ignore[arg-type]
     with pytest.raises(sqlite3.Error):
         await index.add([row("1"), bad])
@@ -148,7 +149,7 @@ async def test_a_failed_transaction_rolls_back(index: Index) -> None:
 
 async def test_another_connection_reads_while_a_write_is_open(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite3"
-    async with Index(path) as writer, Index(path) as reader:
+    async with SQLiteIndex(path) as writer, SQLiteIndex(path) as reader:
         await writer.add([row("1")])
         async with writer._transaction():
             await writer._insert(row("2"))
@@ -159,7 +160,7 @@ async def test_another_connection_reads_while_a_write_is_open(tmp_path: Path) ->
 
 async def test_open_without_create_needs_an_index(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        await Index(tmp_path / "none.sqlite3").open(create=False)
+        await SQLiteIndex(tmp_path / "none.sqlite3").open(create=False)
 
 
 # -- migrations ---------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ async def test_an_empty_v0_database_is_migrated(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE unrelated (x)")
     assert user_version(path) == 0
-    async with Index(path):
+    async with SQLiteIndex(path):
         pass
     assert user_version(path) == 1
     assert {"patient_name_folded", "patient_id"} <= columns(path, "patient")
@@ -182,11 +183,11 @@ async def test_an_older_schema_is_migrated_keeping_its_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "index.sqlite3"
-    async with Index(path) as v1:
+    async with SQLiteIndex(path) as v1:
         await v1.add([row("1")])
     v2 = ("ALTER TABLE instance ADD COLUMN retrieve_ae TEXT NOT NULL DEFAULT ''",)
     monkeypatch.setattr(index_module, "MIGRATIONS", [*index_module.MIGRATIONS, v2])
-    async with Index(path) as migrated:
+    async with SQLiteIndex(path) as migrated:
         assert await migrated.has_instance("1")
     assert user_version(path) == 2
     assert "retrieve_ae" in columns(path, "instance")
@@ -196,12 +197,12 @@ async def test_a_failing_migration_leaves_the_old_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "index.sqlite3"
-    async with Index(path):
+    async with SQLiteIndex(path):
         pass
     broken = ("ALTER TABLE instance ADD COLUMN a TEXT", "THIS IS NOT SQL")
     monkeypatch.setattr(index_module, "MIGRATIONS", [*index_module.MIGRATIONS, broken])
     with pytest.raises(sqlite3.Error):
-        await Index(path).open()
+        await SQLiteIndex(path).open()
     assert user_version(path) == 1
     assert "a" not in columns(path, "instance")
 
@@ -211,4 +212,4 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(SchemaTooNew):
-        await Index(path).open()
+        await SQLiteIndex(path).open()

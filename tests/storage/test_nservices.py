@@ -12,21 +12,20 @@ import pytest
 from stellarpacs.cli import main
 from stellarpacs.storage import tools
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.nservices import (
+from stellarpacs.storage.errors import SchemaTooNew
+from stellarpacs.storage.index.nservices import (
     SCHEMA_VERSION,
-    CommitmentState,
-    MPPSRecord,
-    NServicesSchemaTooNew,
-    NServiceStore,
+    SQLiteNServiceStore,
 )
+from stellarpacs.storage.records import CommitmentState, MPPSRecord
 from tests.storage.dicomdata import CT_IMAGE, encode, make_dataset, store
 
 REFS = [(CT_IMAGE, "1.2.3.4.5"), (CT_IMAGE, "1.2.3.4.6")]
 
 
 @pytest.fixture
-async def nstore(archive: Archive) -> NServiceStore:
-    opened = NServiceStore(archive.layout.index_path, durable=False)
+async def nstore(archive: Archive) -> SQLiteNServiceStore:
+    opened = SQLiteNServiceStore(archive.layout.index_path, durable=False)
     await opened.open()
     yield opened  # type: ignore[misc]
     await opened.close()
@@ -38,7 +37,7 @@ def _user_version(path: Path) -> int:
 
 
 async def test_tables_live_beside_the_index_without_touching_its_version(
-    archive: Archive, nstore: NServiceStore
+    archive: Archive, nstore: SQLiteNServiceStore
 ) -> None:
     path = archive.layout.index_path
     with sqlite3.connect(path) as db:
@@ -53,22 +52,22 @@ async def test_tables_live_beside_the_index_without_touching_its_version(
         assert db.execute("SELECT COUNT(*) FROM nservices_schema").fetchone() == (1,)
 
 
-async def test_a_newer_schema_is_refused(archive: Archive, nstore: NServiceStore) -> None:
+async def test_a_newer_schema_is_refused(archive: Archive, nstore: SQLiteNServiceStore) -> None:
     await nstore.close()
     with sqlite3.connect(archive.layout.index_path) as db:
         db.execute("UPDATE nservices_schema SET version = ?", (SCHEMA_VERSION + 1,))
-    with pytest.raises(NServicesSchemaTooNew):
-        await NServiceStore(archive.layout.index_path).open()
+    with pytest.raises(SchemaTooNew):
+        await SQLiteNServiceStore(archive.layout.index_path).open()
 
 
 async def test_commitment_requests_survive_a_reopen(
-    archive: Archive, nstore: NServiceStore
+    archive: Archive, nstore: SQLiteNServiceStore
 ) -> None:
     kept = await nstore.add_commitment("1.2.9.1", "MODALITY", REFS)
     assert kept.references == tuple(REFS) and not kept.duplicate
     await nstore.record_attempt(kept.pk, "connection refused")
     await nstore.close()
-    reopened = NServiceStore(archive.layout.index_path)
+    reopened = SQLiteNServiceStore(archive.layout.index_path)
     async with reopened:
         [pending] = await reopened.pending_commitments()
     assert (pending.pk, pending.transaction_uid, pending.requester_ae) == (
@@ -82,7 +81,7 @@ async def test_commitment_requests_survive_a_reopen(
 
 
 async def test_delivered_requests_leave_the_pending_list_but_stay_listed(
-    nstore: NServiceStore,
+    nstore: SQLiteNServiceStore,
 ) -> None:
     first = await nstore.add_commitment("1.2.9.1", "MODALITY", REFS)
     second = await nstore.add_commitment("1.2.9.2", "MODALITY", REFS[:1])
@@ -95,7 +94,7 @@ async def test_delivered_requests_leave_the_pending_list_but_stay_listed(
 
 
 async def test_a_resent_pending_request_is_not_doubled_but_a_reused_uid_is_flagged(
-    nstore: NServiceStore,
+    nstore: SQLiteNServiceStore,
 ) -> None:
     first = await nstore.add_commitment("1.2.9.1", "MODALITY", REFS)
     again = await nstore.add_commitment("1.2.9.1", "MODALITY", REFS)
@@ -120,7 +119,7 @@ def _mpps(uid: str = "1.2.7.1", status: str = "IN PROGRESS") -> MPPSRecord:
     )
 
 
-async def test_mpps_create_get_and_duplicate(nstore: NServiceStore) -> None:
+async def test_mpps_create_get_and_duplicate(nstore: SQLiteNServiceStore) -> None:
     assert await nstore.create_mpps(_mpps())
     assert not await nstore.create_mpps(_mpps(status="COMPLETED"))
     got = await nstore.get_mpps("1.2.7.1")
@@ -134,7 +133,7 @@ async def test_mpps_create_get_and_duplicate(nstore: NServiceStore) -> None:
     assert await nstore.get_mpps("1.2.7.404") is None
 
 
-async def test_mpps_update_is_all_or_nothing(nstore: NServiceStore) -> None:
+async def test_mpps_update_is_all_or_nothing(nstore: SQLiteNServiceStore) -> None:
     await nstore.create_mpps(_mpps())
 
     def refuse(current: MPPSRecord) -> MPPSRecord:
@@ -157,7 +156,7 @@ async def test_mpps_update_is_all_or_nothing(nstore: NServiceStore) -> None:
 
 
 async def test_mpps_is_linked_to_its_study_when_the_instances_arrive(
-    archive: Archive, nstore: NServiceStore
+    archive: Archive, nstore: SQLiteNServiceStore
 ) -> None:
     await nstore.create_mpps(_mpps())
     [before] = await nstore.mpps_summaries()
@@ -172,13 +171,13 @@ async def test_mpps_is_linked_to_its_study_when_the_instances_arrive(
 
 async def test_reindex_keeps_the_nservice_rows(root: Path, archive: Archive) -> None:
     await store(archive, encode(make_dataset("1.2.3.4.5")), sop_uid="1.2.3.4.5")
-    async with NServiceStore(archive.layout.index_path) as nstore:
+    async with SQLiteNServiceStore(archive.layout.index_path) as nstore:
         await nstore.add_commitment("1.2.9.1", "MODALITY", REFS)
         await nstore.create_mpps(_mpps())
     await archive.close()
     report = await tools.reindex(root)
     assert report.indexed == 1
-    async with NServiceStore(Path(root) / "index.sqlite3") as nstore:
+    async with SQLiteNServiceStore(Path(root) / "index.sqlite3") as nstore:
         assert len(await nstore.pending_commitments()) == 1
         assert len(await nstore.mpps_summaries()) == 1
     await archive.open()  # the fixture closes it again
@@ -188,7 +187,7 @@ async def test_storage_cli_lists_mpps_and_commitments(
     root: Path, archive: Archive, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await store(archive, encode(make_dataset("1.2.3.4.5")), sop_uid="1.2.3.4.5")
-    async with NServiceStore(archive.layout.index_path) as nstore:
+    async with SQLiteNServiceStore(archive.layout.index_path) as nstore:
         await nstore.create_mpps(_mpps())
         done = await nstore.add_commitment("1.2.9.1", "MODALITY", REFS)
         await nstore.mark_delivered(done.pk, 2, 1)

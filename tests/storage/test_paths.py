@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stellarpacs.storage.paths import Layout, instance_relpath, uid_component
+from stellarpacs.fileio import uid_component
+from stellarpacs.storage.files.layout import Layout, instance_relpath
 
 HOSTILE = [
     "",

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from stellarpacs.storage import tools
-from stellarpacs.storage.archive import Archive, StoreStatus
-from stellarpacs.storage.index import InstanceRecord
+from stellarpacs.storage.archive import Archive
+from stellarpacs.storage.records import InstanceRecord, StoreResult
 from tests.storage.dicomdata import encode, make_dataset, store
 
 
@@ -24,7 +24,7 @@ async def fill(archive: Archive) -> list[InstanceRecord]:
             sop, study=study, series=series, patient_id=f"P{study}", modality=modality
         )
         outcome = await store(archive, encode(ds), sop_uid=sop, calling_ae="CT01")
-        assert outcome.status == StoreStatus.SUCCESS and outcome.record is not None
+        assert outcome.result == StoreResult.STORED and outcome.record is not None
         records.append(outcome.record)
     return records
 
@@ -133,7 +133,7 @@ async def test_tools_work_while_the_archive_runs(root: Path) -> None:
         assert not await archive.index.has_instance("2.2.1.1")
         ds = make_dataset("3.3.1.1", study="3.3", series="3.3.1")
         outcome = await store(archive, encode(ds), sop_uid="3.3.1.1")
-        assert outcome.status == StoreStatus.SUCCESS
+        assert outcome.result == StoreResult.STORED
     assert (await tools.stats(root))["instances"] == 4
 
 

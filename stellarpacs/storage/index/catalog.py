@@ -1,6 +1,6 @@
 """C-FIND over the index: the catalog streams the matches of one SELECT (PS3.4 C.4.1.3).
 
-:meth:`Catalog.find` runs the SELECT that :func:`~stellarpacs.storage.findplan.plan`
+:meth:`SQLiteCatalog.find` runs the SELECT that :func:`~stellarpacs.storage.query.findplan.plan`
 builds and yields each match as soon as it is read (PS3.4 C.4.1.3.1: one
 Pending response per match): nothing is gathered first.  The catalog reads
 through its own connection (``query_only``), so a long query never holds up
@@ -20,23 +20,14 @@ from typing import Final
 
 import aiosqlite
 
-from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.findplan import plan
-from stellarpacs.storage.identifier import Query
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.matching import da_key, dt_key, tm_key
+from stellarpacs.storage.errors import StorageUnavailable
+from stellarpacs.storage.index.database import Database, SQLFunction
+from stellarpacs.storage.query.findplan import plan
+from stellarpacs.storage.query.identifier import Query
+from stellarpacs.storage.query.matches import Match
+from stellarpacs.storage.query.matching import da_key, dt_key, tm_key
 
-__all__ = ["OUT_OF_RESOURCES", "Catalog", "CatalogError"]
-
-OUT_OF_RESOURCES: Final = 0xA700  # PS3.4 Table C.4-1: Refused, out of resources
-
-
-class CatalogError(DIMSEError):
-    """The index could not be read; the C-FIND is refused as out of resources (A700)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(OUT_OF_RESOURCES, message)
-
+__all__ = ["SQLiteCatalog"]
 
 # -- SQL functions the predicates use -----------------------------------------------------------
 
@@ -65,7 +56,7 @@ def _in_datetime_range(date: object, time: object, low: object, high: object) ->
     )
 
 
-_FUNCTIONS: Final[tuple[tuple[str, int, Callable[..., object]], ...]] = (
+_FUNCTIONS: Final[tuple[SQLFunction, ...]] = (
     ("sp_fold", 1, _fold),
     ("sp_tm", 1, _sql_key(tm_key)),
     ("sp_dt", 1, _sql_key(dt_key)),
@@ -73,12 +64,12 @@ _FUNCTIONS: Final[tuple[tuple[str, int, Callable[..., object]], ...]] = (
 )
 
 
-class Catalog:
+class SQLiteCatalog:
     """Read-only access to the index for C-FIND; ``find`` streams match identifiers."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, chunk: int = 256) -> None:
         self.path = path
-        self._busy_timeout_ms = busy_timeout_ms
+        self._database = Database(path, busy_timeout_ms=busy_timeout_ms)
         self._chunk = chunk
         self._db: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()  # two first C-FINDs at once open one connection
@@ -90,27 +81,17 @@ class Catalog:
                 self._db = await self._connect()
 
     async def _connect(self) -> aiosqlite.Connection:
-        uri = f"{self.path.resolve().as_uri()}?mode=rw"
         try:
-            db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise CatalogError(f"index {self.path} cannot be opened: {exc}") from exc
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            await db.execute("PRAGMA query_only = ON")
-            for name, arity, func in _FUNCTIONS:
-                await db.create_function(name, arity, func, deterministic=True)
-        except BaseException:
-            await db.close()
-            raise
-        return db
+            return await self._database.connect_async(read_only=True, functions=_FUNCTIONS)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageUnavailable(f"index {self.path} cannot be opened: {exc}") from exc
 
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
 
-    async def __aenter__(self) -> Catalog:
+    async def __aenter__(self) -> SQLiteCatalog:
         await self.open()
         return self
 
@@ -133,7 +114,7 @@ class Catalog:
 
         ``stop`` is asked before each candidate row, so that a C-CANCEL ends
         the scan even while rows are being filtered out in Python.  Index
-        failures raise :class:`CatalogError`.
+        failures raise :class:`~stellarpacs.storage.errors.StorageUnavailable`.
         """
         await self.open()
         assert self._db is not None
@@ -148,4 +129,4 @@ class Catalog:
                     if answer is not None:
                         yield answer
         except sqlite3.Error as exc:
-            raise CatalogError(f"index query failed: {exc}") from exc
+            raise StorageUnavailable(f"index query failed: {exc}") from exc

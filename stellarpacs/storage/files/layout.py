@@ -1,47 +1,25 @@
-"""Where things live under a storage root, and safe file names from UIDs.
+"""Where things live under a storage root.
 
-A UID that reaches us comes from the peer and may be anything: ``../../etc``,
-an absolute path, 10 kB long, empty, with NUL bytes or non-ASCII letters. A UID
-is used *verbatim* as a path component only when it has the shape of a real
-UID (PS3.5 9.1: digits and dots, at most 64 characters, no empty component).
-Anything else becomes ``x`` + the SHA-256 of its UTF-8 bytes: it cannot hold a
-separator or a dot-dot, and it cannot collide with a verbatim UID, which always
-starts with a digit. So no UID can leave the root, and two different UIDs never
-share a file.
+Every path component made from a UID goes through
+:func:`~stellarpacs.fileio.uid_component`, so that no UID, however malformed,
+can leave the root, and two different UIDs never share a file.
 
 Layout::
 
     <root>/index.sqlite3                      the index (plus -wal / -shm)
     <root>/tmp/                               files being received; never instances
-    <root>/spare/                             empty files made ahead of need (see files.Spares)
+    <root>/spare/                             empty files made ahead of need (see durable.Spares)
     <root>/studies/<study>/<series>/<sop>.dcm one PS3.10 file per instance
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = [
-    "INSTANCE_SUFFIX",
-    "Layout",
-    "instance_relpath",
-    "uid_component",
-]
+from stellarpacs.fileio import INSTANCE_SUFFIX, uid_component
 
-INSTANCE_SUFFIX = ".dcm"
-_UID_SHAPE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
-_UID_MAX = 64  # PS3.5 9.1
-
-
-def uid_component(uid: str) -> str:
-    """One path component for ``uid``; see the module docstring for why it is safe."""
-    if len(uid) <= _UID_MAX and _UID_SHAPE.fullmatch(uid):
-        return uid
-    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()
-    return "x" + digest
+__all__ = ["Layout", "instance_relpath"]
 
 
 def instance_relpath(study_uid: str, series_uid: str, sop_instance_uid: str) -> str:

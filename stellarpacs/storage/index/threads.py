@@ -1,7 +1,9 @@
 """The index's plain ``sqlite3`` connections, used from threads rather than the event loop.
 
-Two of them serve :class:`~stellarpacs.storage.index.Index` beside its
-aiosqlite connection. :class:`WriterThread` owns the connection that adds
+Two of them serve :class:`~stellarpacs.storage.index.instances.SQLiteIndex`
+beside its aiosqlite connection; both open theirs with a :data:`Connector`
+(:meth:`~stellarpacs.storage.index.database.Database.connect`).
+:class:`WriterThread` owns the connection that adds
 rows: a whole batch (BEGIN IMMEDIATE, every statement, COMMIT; see
 :func:`run_batch`) is one hand-off from the event loop instead of several per
 row. :class:`ReadPool` lends read-only connections to code already running in
@@ -21,17 +23,16 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
-from stellarpacs.errors import StellarPACSError
+from stellarpacs.storage.errors import StorageUnavailable
 
 __all__ = [
+    "Connector",
     "Plan",
     "ReadPool",
     "Step",
     "WriterThread",
-    "connect",
     "run_batch",
     "run_plan",
 ]
@@ -40,19 +41,9 @@ Step = tuple[str, Sequence[object]]
 """One statement of a plan and its parameters."""
 Plan = Generator[Step, list[tuple[Any, ...]], bool]
 """Statements that add one row; returns whether the row was added."""
+Connector = Callable[[], sqlite3.Connection]
+"""Blocking: a new connection to the index, set up (autocommit, pragmas)."""
 _T = TypeVar("_T")
-
-
-def connect(path: Path, pragmas: Sequence[str]) -> sqlite3.Connection:
-    """Blocking: a plain connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        for pragma in pragmas:
-            db.execute(pragma)
-    except BaseException:
-        db.close()
-        raise
-    return db
 
 
 def run_plan(db: sqlite3.Connection, plan: Plan) -> bool:
@@ -86,9 +77,8 @@ class WriterThread:
     never changes threads.
     """
 
-    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
-        self._path = path
-        self._pragmas = tuple(pragmas)
+    def __init__(self, connect: Connector) -> None:
+        self._connect = connect
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="stellarpacs-index-writer")
         self._db: sqlite3.Connection | None = None
 
@@ -98,7 +88,7 @@ class WriterThread:
 
     def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._db is None:
-            self._db = connect(self._path, self._pragmas)
+            self._db = self._connect()
         return work(self._db)
 
     async def close(self) -> None:
@@ -122,9 +112,8 @@ class ReadPool:
     lets these read while the writer thread writes.
     """
 
-    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
-        self._path = path
-        self._pragmas = (*pragmas, "PRAGMA query_only = ON")
+    def __init__(self, connect: Connector) -> None:
+        self._connect = connect  # gives read-only connections
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -134,10 +123,10 @@ class ReadPool:
         """Blocking: lend an idle connection (or a new one) for the ``with`` block."""
         with self._lock:
             if self._closed:
-                raise StellarPACSError("the index is not open")
+                raise StorageUnavailable("the index is not open")
             db = self._idle.pop() if self._idle else None
         if db is None:
-            db = connect(self._path, self._pragmas)
+            db = self._connect()
         try:
             yield db
         finally:

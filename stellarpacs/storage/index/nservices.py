@@ -3,12 +3,13 @@
 Both are "kept in the index": the tables live in the SAME SQLite file as the
 instance index (``Layout.index_path``), so one backup, one ``storage`` folder
 and one WAL hold everything, and MPPS instances can be joined with the
-stored studies.  They are NOT part of :data:`stellarpacs.storage.index.MIGRATIONS`
+stored studies.  They are NOT part of :data:`stellarpacs.storage.index.schema.MIGRATIONS`
 (PRAGMA user_version belongs to the index): this module creates its own
 tables with ``CREATE TABLE IF NOT EXISTS``, prefixed ``nservices_``, and keeps
 its own schema version in ``nservices_schema``, through its own aiosqlite
-connection (WAL, busy timeout), so the index may migrate independently and a
-rebuild of the index (``storage reindex``) leaves these rows alone.
+connection (opened like every other, :mod:`database`), so the index may
+migrate independently and a rebuild of the index (``storage reindex``) leaves
+these rows alone.
 
 A commitment request is written (and, when ``durable``, synced) before the
 N-ACTION is answered, and stays ``pending`` until the requester acknowledged
@@ -22,32 +23,26 @@ JSON text (PS3.18 F.2) and references as plain UID pairs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import Enum
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 
-from stellarpacs.errors import StellarPACSError
+from stellarpacs.storage.errors import SchemaTooNew, StorageUnavailable
+from stellarpacs.storage.index.database import Database, unavailable
+from stellarpacs.storage.records import (
+    CommitmentRequest,
+    CommitmentState,
+    MPPSRecord,
+    MPPSSummary,
+    Reference,
+    now_text,
+)
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "CommitmentRequest",
-    "CommitmentState",
-    "MPPSRecord",
-    "MPPSSummary",
-    "NServiceStore",
-    "NServicesSchemaTooNew",
-    "Reference",
-    "now_text",
-]
-
-Reference = tuple[str, str]
-"""(Referenced SOP Class UID, Referenced SOP Instance UID)."""
+__all__ = ["SCHEMA_VERSION", "SQLiteNServiceStore"]
 
 _SCHEMA: Final[tuple[Sequence[str], ...]] = (
     (
@@ -111,70 +106,6 @@ _COMMITMENT_COLUMNS: Final = (
 )
 
 
-class NServicesSchemaTooNew(StellarPACSError):
-    """The N-service tables were written by a newer StellarPACS; refuse rather than guess."""
-
-
-class CommitmentState(Enum):
-    """Where a storage commitment request is (PS3.4 J.3.3)."""
-
-    PENDING = "pending"  # its N-EVENT-REPORT is not acknowledged yet
-    DELIVERED = "delivered"  # the requester answered the N-EVENT-REPORT with Success
-
-
-@dataclass(frozen=True, slots=True)
-class CommitmentRequest:
-    """One N-ACTION storage commitment request, as kept until its report is acknowledged.
-
-    ``duplicate`` marks a request whose Transaction UID was already in use: its
-    report fails every reference with 0131 (PS3.3 C.14.1.1).
-    """
-
-    pk: int
-    transaction_uid: str
-    requester_ae: str
-    references: tuple[Reference, ...]
-    duplicate: bool = False
-    state: CommitmentState = CommitmentState.PENDING
-    received_at: str = ""
-    attempts: int = 0
-    last_error: str = ""
-    delivered_at: str | None = None
-    event_type_id: int | None = None
-    failed_count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MPPSRecord:
-    """One Modality Performed Procedure Step instance (PS3.4 F.7.2)."""
-
-    sop_instance_uid: str
-    status: str
-    attributes: dict[str, Any]  # DICOM JSON model, PS3.18 F.2
-    calling_ae: str = ""
-    created_at: str = ""
-    updated_at: str = ""
-    study_uids: tuple[str, ...] = ()
-    series_uids: tuple[str, ...] = ()
-    instance_uids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MPPSSummary:
-    """An MPPS with what the index holds of it: its link to the stored study."""
-
-    record: MPPSRecord
-    studies_stored: int  # of record.study_uids
-    instances_stored: int  # in its studies or its performed series
-    images_referenced: int  # Referenced Image Sequence items of its performed series
-    images_stored: int
-
-
-def now_text() -> str:
-    """A UTC time stamp as the index writes them."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def _commitment(row: Sequence[Any]) -> CommitmentRequest:
     references = tuple((str(c), str(i)) for c, i in json.loads(row[3]))
     return CommitmentRequest(
@@ -193,17 +124,20 @@ def _commitment(row: Sequence[Any]) -> CommitmentRequest:
     )
 
 
-class NServiceStore:
-    """Async access to the N-service tables inside the index database file.
+class SQLiteNServiceStore:
+    """The N-service tables inside the index database file (a storage.api ``NServiceStore``).
 
     One connection; every statement runs under one lock, so the
     read-check-write of an N-SET cannot interleave with another request's.
+    Each method opens the store when it is not open yet and raises
+    :class:`~stellarpacs.storage.errors.StorageUnavailable` when the database
+    cannot be used; ``open()`` itself (what the storage tools call) lets the
+    driver's error through, for them to report in their own terms.
     """
 
     def __init__(self, path: Path, *, durable: bool = True, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
-        self._durable = durable
-        self._busy_timeout_ms = busy_timeout_ms
+        self._database = Database(path, durable=durable, busy_timeout_ms=busy_timeout_ms)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -212,15 +146,15 @@ class NServiceStore:
         return self._db is not None
 
     async def open(self) -> None:
-        """Connect (WAL, busy timeout) and create or upgrade the tables; idempotent."""
+        """Connect (see :class:`Database`) and create or upgrade the tables; idempotent.
+
+        Errors are the driver's own: the storage tools report them as such.
+        """
         async with self._lock:
             if self._db is not None:
                 return
-            db = await aiosqlite.connect(self.path, isolation_level=None)
+            db = await self._database.connect_async(create=True)
             try:
-                await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                await db.execute("PRAGMA journal_mode = WAL")
-                await db.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}")
                 await _migrate(db)
             except BaseException:
                 await db.close()
@@ -233,7 +167,7 @@ class NServiceStore:
                 db, self._db = self._db, None
                 await db.close()
 
-    async def __aenter__(self) -> NServiceStore:
+    async def __aenter__(self) -> SQLiteNServiceStore:
         await self.open()
         return self
 
@@ -243,8 +177,24 @@ class NServiceStore:
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise StellarPACSError("the N-service store is not open")
+            raise StorageUnavailable("the N-service store is not open")
         return self._db
+
+    @contextlib.asynccontextmanager
+    async def _using(self, *, write: bool = False) -> AsyncIterator[None]:
+        """Open if need be, hold the lock (and a transaction when writing) for the block.
+
+        What the driver raises, opening included, becomes StorageUnavailable;
+        whatever the block itself raises otherwise goes through untouched.
+        """
+        with unavailable():
+            await self.open()
+            async with self._lock:
+                if not write:
+                    yield
+                    return
+                async with _transaction(self.db):
+                    yield
 
     # -- storage commitment ------------------------------------------------------------------
 
@@ -258,7 +208,7 @@ class NServiceStore:
         """
         refs = [list(r) for r in references]
         refs_json = json.dumps(refs)
-        async with self._lock, _transaction(self.db):
+        async with self._using(write=True):
             same = await self._fetch_commitments(
                 "WHERE transaction_uid = ? ORDER BY pk", (transaction_uid,)
             )
@@ -285,17 +235,17 @@ class NServiceStore:
         )
 
     async def pending_commitments(self) -> list[CommitmentRequest]:
-        async with self._lock:
+        async with self._using():
             return await self._fetch_commitments("WHERE state = 'pending' ORDER BY pk", ())
 
     async def commitments(self) -> list[CommitmentRequest]:
         """All requests, oldest first."""
-        async with self._lock:
+        async with self._using():
             return await self._fetch_commitments("ORDER BY pk", ())
 
     async def record_attempt(self, pk: int, error: str) -> None:
         """One failed delivery: count it and keep why (shown by ``storage commitments``)."""
-        async with self._lock:
+        async with self._using():
             await self.db.execute(
                 "UPDATE nservices_commitment SET attempts = attempts + 1, last_error = ? "
                 "WHERE pk = ?",
@@ -304,7 +254,7 @@ class NServiceStore:
 
     async def mark_delivered(self, pk: int, event_type_id: int, failed_count: int) -> None:
         """The requester acknowledged the N-EVENT-REPORT: the transaction is over."""
-        async with self._lock:
+        async with self._using():
             await self.db.execute(
                 "UPDATE nservices_commitment SET state = 'delivered', delivered_at = ?, "
                 "event_type_id = ?, failed_count = ?, attempts = attempts + 1, "
@@ -324,7 +274,7 @@ class NServiceStore:
     async def create_mpps(self, record: MPPSRecord) -> bool:
         """Keep a new MPPS instance; False (nothing written) when the UID is known."""
         stamp = now_text()
-        async with self._lock, _transaction(self.db):
+        async with self._using(write=True):
             cursor = await self.db.execute(
                 "INSERT INTO nservices_mpps (sop_instance_uid, status, attributes_json, "
                 "calling_ae, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
@@ -344,7 +294,7 @@ class NServiceStore:
         return True
 
     async def get_mpps(self, sop_instance_uid: str) -> MPPSRecord | None:
-        async with self._lock:
+        async with self._using():
             return await self._get_mpps(sop_instance_uid)
 
     async def update_mpps(
@@ -357,7 +307,7 @@ class NServiceStore:
         Whatever ``change`` raises rolls the transaction back and propagates,
         so a refused N-SET leaves the instance as it was.
         """
-        async with self._lock, _transaction(self.db):
+        async with self._using(write=True):
             current = await self._get_mpps(sop_instance_uid)
             if current is None:
                 return None
@@ -372,7 +322,7 @@ class NServiceStore:
 
     async def mpps_summaries(self) -> list[MPPSSummary]:
         """Every MPPS instance with how much of it the index holds (oldest first)."""
-        async with self._lock, self.db.execute(_MPPS_SUMMARY) as cursor:
+        async with self._using(), self.db.execute(_MPPS_SUMMARY) as cursor:
             rows = [row async for row in cursor]
         summaries = []
         for row in rows:
@@ -464,7 +414,7 @@ async def _migrate(db: aiosqlite.Connection) -> None:
             row = await cursor.fetchone()
         version = int(row[0]) if row and row[0] is not None else 0
         if version > SCHEMA_VERSION:
-            raise NServicesSchemaTooNew(
+            raise SchemaTooNew(
                 f"N-service tables v{version} are newer than this program (v{SCHEMA_VERSION})"
             )
         for step in range(version, SCHEMA_VERSION):

@@ -9,10 +9,13 @@ DA from going through pydicom's value conversion and validation.
 Hierarchical rules (PS3.4 C.4.1.2.2, C.4.1.3.1): the Query/Retrieve Level
 must be one of the model's levels; each level above it must be given by its
 Unique Key as a single value; a key of a level below the query level is an
-error.  Those failures are "Identifier does not match SOP Class" (A900); a
-value the matching rules cannot read is "Unable to process" (C001).  Other
-keys of the levels above are accepted and matched, which is what an SCU that
-also sends Patient's Name with a study query expects.
+error.  Other keys of the levels above are accepted and matched, which is
+what an SCU that also sends Patient's Name with a study query expects.
+
+Failures raise :class:`~stellarpacs.storage.errors.InvalidQuery` saying what
+is wrong: the level (``MODEL``), the hierarchy (``HIERARCHY``) or a value the
+matching rules cannot read (``VALUE``), and the tags at fault; the FIND
+service chooses the status.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 
-from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.matching import (
+from stellarpacs.storage.errors import InvalidQuery, QueryProblem
+from stellarpacs.storage.query.matching import (
     BINARY_VRS,
     Condition,
     InvalidKeyValue,
@@ -38,7 +41,7 @@ from stellarpacs.storage.matching import (
     Universal,
     parse_condition,
 )
-from stellarpacs.storage.qrmodel import (
+from stellarpacs.storage.query.qrmodel import (
     INFORMATION_MODELS,
     KEYS,
     QUERY_RETRIEVE_LEVEL,
@@ -51,17 +54,11 @@ from stellarpacs.storage.qrmodel import (
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 
 __all__ = [
-    "IDENTIFIER_DOES_NOT_MATCH",
-    "UNABLE_TO_PROCESS",
     "Query",
-    "QueryError",
     "RequestKey",
     "decode_identifier",
     "parse_query",
 ]
-
-IDENTIFIER_DOES_NOT_MATCH: Final = 0xA900  # PS3.4 Table C.4-1
-UNABLE_TO_PROCESS: Final = 0xC001  # PS3.4 Table C.4-1, range C000-CFFF
 
 # Characters that reset an ISO 2022 code extension (PS3.5 6.1.2.5.3): control characters
 # and the backslash everywhere, and the component separators in a PN.
@@ -72,14 +69,6 @@ _LITTLE_ENDIAN_SYNTAXES: Final[Mapping[str, bool]] = {
     IMPLICIT_VR_LITTLE_ENDIAN: True,
     EXPLICIT_VR_LITTLE_ENDIAN: False,
 }
-
-
-class QueryError(DIMSEError):
-    """A request we answer with a failure status; ``offending`` lists the tags at fault."""
-
-    def __init__(self, status: int, message: str, offending: tuple[int, ...] = ()) -> None:
-        super().__init__(status, message)
-        self.offending = offending
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +112,20 @@ class Query:
 def decode_identifier(data: bytes | None, transfer_syntax: str) -> Dataset:
     """The identifier's elements, still raw (values are decoded by :func:`parse_query`)."""
     if data is None:
-        raise QueryError(IDENTIFIER_DOES_NOT_MATCH, "C-FIND request without identifier")
+        raise InvalidQuery(QueryProblem.MODEL, "C-FIND request without identifier")
     implicit = _LITTLE_ENDIAN_SYNTAXES.get(transfer_syntax)
     if implicit is None:
-        raise QueryError(UNABLE_TO_PROCESS, f"identifier in unsupported {transfer_syntax}")
+        raise InvalidQuery(QueryProblem.VALUE, f"identifier in unsupported {transfer_syntax}")
     try:
         ds = read_dataset(io.BytesIO(data), implicit, True)
     except Exception as exc:
-        raise QueryError(UNABLE_TO_PROCESS, f"identifier cannot be parsed: {exc}") from exc
+        raise InvalidQuery(QueryProblem.VALUE, f"identifier cannot be parsed: {exc}") from exc
     for tag in ds.keys():  # noqa: SIM118 (iter(ds) converts; pydicom reads a cut value silently)
         raw = ds.get_item(tag)
         if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
             continue
         if raw.length not in (len(raw.value), _UNDEFINED):
-            raise QueryError(UNABLE_TO_PROCESS, "identifier truncated", (int(tag),))
+            raise InvalidQuery(QueryProblem.VALUE, "identifier truncated", (int(tag),))
     return ds
 
 
@@ -155,8 +144,8 @@ def _encodings(ds: Dataset) -> tuple[tuple[str, ...], list[str]]:
         terms[0] = "ISO_IR 6"  # PS3.5 6.1.2.5.3: an empty first value is the default
     unknown = [t for t in terms if t not in python_encoding]
     if unknown:
-        raise QueryError(
-            UNABLE_TO_PROCESS,
+        raise InvalidQuery(
+            QueryProblem.VALUE,
             f"Specific Character Set {unknown[0]!r} not supported",
             (SPECIFIC_CHARACTER_SET,),
         )
@@ -199,8 +188,8 @@ def _plain_key(tag: int, vr: str, value: Any, encodings: list[str]) -> RequestKe
     try:
         condition = parse_condition(text, spec.vr if spec else vr)
     except InvalidKeyValue as exc:
-        raise QueryError(
-            UNABLE_TO_PROCESS, f"({tag >> 16:04X},{tag & 0xFFFF:04X}): {exc}", (tag,)
+        raise InvalidQuery(
+            QueryProblem.VALUE, f"({tag >> 16:04X},{tag & 0xFFFF:04X}): {exc}", (tag,)
         ) from exc
     return RequestKey(tag, spec.vr if spec else vr, condition, spec)
 
@@ -209,7 +198,7 @@ def _sequence_key(ds: Dataset, tag: int, encodings: list[str]) -> RequestKey:
     try:
         items = list(ds[tag].value or ())
     except Exception as exc:
-        raise QueryError(UNABLE_TO_PROCESS, f"sequence cannot be parsed: {exc}", (tag,)) from exc
+        raise InvalidQuery(QueryProblem.VALUE, f"sequence cannot be parsed: {exc}", (tag,)) from exc
     if not items or len(items[0]) == 0:
         return RequestKey(tag, "SQ", Universal(), supported=len(items) <= 1)
     keys = tuple(_item_key(items[0], t, encodings) for t in _tags(items[0]))
@@ -251,8 +240,8 @@ def _level(ds: Dataset, model: Model) -> Level:
     if level is None or level not in model.levels:
         allowed = ", ".join(lv.name for lv in model.levels)
         got = repr(text) if raw is not None else "missing"
-        raise QueryError(
-            IDENTIFIER_DOES_NOT_MATCH,
+        raise InvalidQuery(
+            QueryProblem.MODEL,
             f"Query/Retrieve Level {got}: {model.name} has {allowed}",
             (QUERY_RETRIEVE_LEVEL,),
         )
@@ -265,16 +254,16 @@ def _check_hierarchy(model: Model, level: Level, keys: Mapping[int, RequestKey])
         tag = UNIQUE_KEYS[upper]
         key = keys.get(tag)
         if key is None or not isinstance(key.condition, Single):
-            raise QueryError(
-                IDENTIFIER_DOES_NOT_MATCH,
+            raise InvalidQuery(
+                QueryProblem.HIERARCHY,
                 f"a {level.name} query needs the {upper.name} unique key as a single value",
                 (tag,),
             )
     below = [k.tag for k in keys.values() if k.spec and model.level_of(k.spec.level) > level]
     if below:
         name = KEYS[below[0]].keyword
-        raise QueryError(
-            IDENTIFIER_DOES_NOT_MATCH,
+        raise InvalidQuery(
+            QueryProblem.HIERARCHY,
             f"{name} is below the {level.name} level of this hierarchical query",
             tuple(below),
         )
@@ -286,18 +275,18 @@ _NOT_KEYS: Final = frozenset({SPECIFIC_CHARACTER_SET, QUERY_RETRIEVE_LEVEL})
 def parse_query(ds: Dataset, model_uid: str, *, fold_names: bool = True) -> Query:
     """Check a decoded identifier against ``model_uid`` and turn it into a :class:`Query`.
 
-    Raises :class:`QueryError` carrying the failure status to answer.
+    Raises :class:`~stellarpacs.storage.errors.InvalidQuery` saying what is wrong.
     """
     model = INFORMATION_MODELS.get(model_uid)
     if model is None:
-        raise QueryError(IDENTIFIER_DOES_NOT_MATCH, f"{model_uid} is not a FIND model")
+        raise InvalidQuery(QueryProblem.MODEL, f"{model_uid} is not a FIND model")
     charset, encodings = _encodings(ds)
     level = _level(ds, model)
     try:
         keys = {t: _key(ds, t, encodings) for t in _tags(ds) if t not in _NOT_KEYS}
-    except QueryError:
+    except InvalidQuery:
         raise
     except Exception as exc:  # pydicom found the bytes malformed while reading on
-        raise QueryError(UNABLE_TO_PROCESS, f"identifier cannot be parsed: {exc}") from exc
+        raise InvalidQuery(QueryProblem.VALUE, f"identifier cannot be parsed: {exc}") from exc
     _check_hierarchy(model, level, keys)
     return Query(model, level, tuple(keys.values()), charset, fold_names)

@@ -3,8 +3,8 @@
 A retrieve identifier holds the Query/Retrieve Level and the unique keys of
 that level and the levels above it (hierarchical retrieve, C.4.2.2.1): a
 single value above the level, a single value or a list of UIDs at it.  Other
-attributes are ignored.  The instances are found with one parameterised SQL
-query over the index, in study, series and instance order.
+attributes are ignored.  :class:`RetrieveKeys` names each level's key by its
+index column (:mod:`qrmodel`); the index backend turns them into one query.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.dimse.status import Status
-from stellarpacs.errors import DIMSEError
-from stellarpacs.storage.index import _SELECT_RECORD, Index, InstanceRecord
-from stellarpacs.storage.qrmodel import INFORMATION_MODELS, KEYS, UNIQUE_KEYS, Level
+from stellarpacs.storage.errors import InvalidQuery, QueryProblem
+from stellarpacs.storage.query.qrmodel import (
+    INFORMATION_MODELS,
+    KEYS,
+    QUERY_RETRIEVE_LEVEL,
+    UNIQUE_KEYS,
+    Level,
+)
 from stellarpacs.uids import (
     PATIENT_ROOT_QR_FIND,
     PATIENT_ROOT_QR_GET,
@@ -29,7 +33,7 @@ from stellarpacs.uids import (
     STUDY_ROOT_QR_MOVE,
 )
 
-__all__ = ["LEVELS", "RetrieveKeys", "instances_for", "retrieve_keys"]
+__all__ = ["LEVELS", "RetrieveKeys", "retrieve_keys"]
 
 #: Each retrieve SOP class and the information model (and so the levels) it shares
 #: with its FIND sibling (PS3.4 C.6).
@@ -68,39 +72,31 @@ def _values(ds: Dataset, keyword: str) -> tuple[str, ...]:
 def retrieve_keys(ds: Dataset, model: str) -> RetrieveKeys:
     """Check the identifier against ``model`` and extract its unique keys.
 
-    A missing or unknown Query/Retrieve Level fails with A900 (identifier
-    does not match SOP class); a missing unique key, or a list above the
-    retrieve level, with C000 (unable to process).
+    A missing or unknown Query/Retrieve Level is a ``MODEL`` problem; a
+    missing unique key, or a list above the retrieve level, a ``HIERARCHY``
+    one (:class:`~stellarpacs.storage.errors.InvalidQuery`).
     """
     levels = LEVELS[model]
     level = str(ds.get("QueryRetrieveLevel", "")).strip().upper()
     if level not in levels:
-        raise DIMSEError(
-            Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        raise InvalidQuery(
+            QueryProblem.MODEL,
             f"Query/Retrieve Level {level or '(missing)'} is not one of {', '.join(levels)}",
+            (QUERY_RETRIEVE_LEVEL,),
         )
     conditions = []
     for current in levels[: levels.index(level) + 1]:
-        key = KEYS[UNIQUE_KEYS[Level[current]]]  # the unique key and its index column
+        tag = UNIQUE_KEYS[Level[current]]
+        key = KEYS[tag]  # the unique key and its index column
         keyword, column = key.keyword, key.column.sql
         values = _values(ds, keyword)
         if current == "PATIENT" and current != level and not values:
             continue  # Patient ID above the level narrows, but a UID below identifies
         if not values:
-            raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} is required at level {level}")
+            message = f"{keyword} is required at level {level}"
+            raise InvalidQuery(QueryProblem.HIERARCHY, message, (tag,))
         if current != level and len(values) > 1:
-            raise DIMSEError(Status.UNABLE_TO_PROCESS, f"{keyword} must be single-valued")
+            message = f"{keyword} must be single-valued"
+            raise InvalidQuery(QueryProblem.HIERARCHY, message, (tag,))
         conditions.append((column, values))
     return RetrieveKeys(level, tuple(conditions))
-
-
-async def instances_for(index: Index, keys: RetrieveKeys) -> list[InstanceRecord]:
-    """The stored instances the keys name, parents first."""
-    clauses = []
-    params: list[str] = []
-    for column, values in keys.conditions:
-        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-        params.extend(values)
-    sql = f"{_SELECT_RECORD} WHERE {' AND '.join(clauses)} ORDER BY st.pk, se.pk, i.pk"
-    async with index.db.execute(sql, params) as cursor:
-        return [InstanceRecord(*row) async for row in cursor]

@@ -3,10 +3,11 @@
 :func:`open_dataset` parses a PS3.10 file up to its pixel data;
 :func:`open_received` does the same for a file we wrote ourselves, starting at
 the data set (its meta is known). :func:`read_meta` reads group 0002 alone
-(PS3.10 7.1). :func:`summarize` turns a header into the index's key columns
-(PS3.4 C.6.1.1) and its DICOM JSON (PS3.18 F.2), converting each repeated
-element value only once (see :class:`_Memo`). Everything here is blocking and
-runs in a worker thread, once per instance; writing files is :mod:`files`.
+(PS3.10 7.1, with :mod:`stellarpacs.part10`). :func:`summarize` turns a header
+into the index's key columns (PS3.4 C.6.1.1) and its DICOM JSON (PS3.18 F.2),
+converting each repeated element value only once (see :class:`_Memo`).
+Everything here is blocking and runs in a worker thread, once per instance;
+writing files is :mod:`durable`.
 """
 
 from __future__ import annotations
@@ -23,20 +24,23 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
-from pydicom.filereader import read_dataset, read_file_meta_info
+from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.uid import PrivateTransferSyntaxes
 
-from stellarpacs.storage.files import UnreadableDataSet
+from stellarpacs.fileio import read_file_meta
+from stellarpacs.part10 import FileMeta, Part10Error
+from stellarpacs.storage.errors import UnreadableDataSet
+from stellarpacs.storage.files.layout import instance_relpath
+from stellarpacs.storage.records import HeaderSummary, InstanceRecord, InstanceRow
 
 __all__ = [
-    "FileMeta",
-    "HeaderSummary",
     "header_uids",
     "open_dataset",
     "open_received",
     "read_meta",
+    "row_from_dataset",
     "summarize",
 ]
 
@@ -44,16 +48,6 @@ log = logging.getLogger(__name__)
 
 _UNDEFINED = 0xFFFFFFFF
 _DEFER_SIZE = 1024  # values above this stay on disk until asked for
-
-
-@dataclass(frozen=True, slots=True)
-class FileMeta:
-    """What the group 0002 of a stored file says about it (PS3.10 Table 7.1-1)."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    source_ae: str
 
 
 # -- reading back ------------------------------------------------------------------------------
@@ -134,38 +128,16 @@ def _checked(ds: Dataset, size: int) -> Dataset:
 
 
 def read_meta(path: Path) -> FileMeta:
-    """Blocking: the file meta of a stored file (PS3.10 7.1), without reading the data set."""
-    with _unreadable_as("no PS3.10 file meta"):
-        meta = read_file_meta_info(path)
-    # _text joins multiple values: a hostile UID with a backslash is one value to us
-    return FileMeta(
-        sop_class_uid=_text(meta, "MediaStorageSOPClassUID"),
-        sop_instance_uid=_text(meta, "MediaStorageSOPInstanceUID"),
-        transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
-        source_ae=_text(meta, "SourceApplicationEntityTitle").strip(),
-    )
+    """Blocking: the file meta of a stored file (PS3.10 7.1), without reading the data set.
 
-
-@dataclass(frozen=True, slots=True)
-class HeaderSummary:
-    """The attributes of one header that the index keeps as columns, plus the whole as JSON."""
-
-    patient_name: str = ""
-    patient_birth_date: str = ""
-    patient_sex: str = ""
-    study_date: str = ""
-    study_time: str = ""
-    accession_number: str = ""
-    study_id: str = ""
-    study_description: str = ""
-    referring_physician_name: str = ""
-    modality: str = ""
-    series_number: int | None = None
-    series_description: str = ""
-    body_part_examined: str = ""
-    instance_number: int | None = None
-    specific_character_set: str = ""
-    header_json: str = "{}"
+    Raises :class:`UnreadableDataSet` when the file has no PS3.10 header; an
+    OSError when it cannot be read.
+    """
+    try:
+        meta, _ = read_file_meta(path)
+    except Part10Error as exc:
+        raise UnreadableDataSet(f"no PS3.10 file meta: {exc}") from exc
+    return meta
 
 
 # -- what the index keeps of a header -------------------------------------------------------
@@ -419,3 +391,37 @@ def header_uids(ds: Dataset) -> tuple[str, str, str]:
         _text(ds, "StudyInstanceUID"),
         _text(ds, "SeriesInstanceUID"),
     )
+
+
+def row_from_dataset(
+    ds: Dataset,
+    *,
+    sop_instance_uid: str,
+    sop_class_uid: str,
+    transfer_syntax_uid: str,
+    size: int,
+    received_at: str,
+    calling_ae: str,
+    path: str | None = None,
+) -> InstanceRow:
+    """The row of one instance from its header; ``path=None``: where the archive puts it.
+
+    The SOP UIDs and transfer syntax come from the caller (the C-STORE command,
+    or a file's meta), never from the data set, which is not validated.
+    """
+    patient_id, study_uid, series_uid = header_uids(ds)
+    if path is None:
+        path = instance_relpath(study_uid, series_uid, sop_instance_uid)
+    record = InstanceRecord(
+        sop_instance_uid=sop_instance_uid,
+        sop_class_uid=sop_class_uid,
+        transfer_syntax_uid=transfer_syntax_uid,
+        patient_id=patient_id,
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        path=path,
+        size=size,
+        received_at=received_at,
+        calling_ae=calling_ae,
+    )
+    return InstanceRow(record, summarize(ds))

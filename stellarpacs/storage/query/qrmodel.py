@@ -18,7 +18,7 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
-from stellarpacs.storage.matching import Column
+from stellarpacs.storage.query.matching import Column
 from stellarpacs.uids import PATIENT_ROOT_QR_FIND, PATIENT_STUDY_ONLY_QR_FIND, STUDY_ROOT_QR_FIND
 
 __all__ = [

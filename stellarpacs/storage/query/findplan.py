@@ -1,9 +1,9 @@
 """The SELECT of one C-FIND and how its rows become response identifiers (PS3.4 C.4.1.3).
 
-:func:`plan` turns a checked :class:`~stellarpacs.storage.identifier.Query`
+:func:`plan` turns a checked :class:`~stellarpacs.storage.query.identifier.Query`
 into one SELECT over the query level's entity joined to the levels above it
-(:data:`~stellarpacs.storage.qrmodel.FROM`): every key the index keeps as a
-column becomes a WHERE predicate (:func:`~stellarpacs.storage.matching.to_sql`,
+(:data:`~stellarpacs.storage.query.qrmodel.FROM`): every key the index keeps as a
+column becomes a WHERE predicate (:func:`~stellarpacs.storage.query.matching.to_sql`,
 values always as parameters) and a selected expression; every other key is
 answered, and matched, in Python from the stored header of the entity (its
 first instance's DICOM JSON, PS3.18 F.2), which is selected only when needed.
@@ -25,10 +25,10 @@ from typing import Any, TypeAlias
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from stellarpacs.storage.identifier import Query, RequestKey
-from stellarpacs.storage.matches import Match
-from stellarpacs.storage.matching import Range, Universal, matches, to_sql
-from stellarpacs.storage.qrmodel import (
+from stellarpacs.storage.query.identifier import Query, RequestKey
+from stellarpacs.storage.query.matches import Match
+from stellarpacs.storage.query.matching import Range, Universal, matches, to_sql
+from stellarpacs.storage.query.qrmodel import (
     FROM,
     HEADER,
     INSTANCE_AVAILABILITY,
