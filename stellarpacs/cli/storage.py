@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict
@@ -27,8 +26,8 @@ from stellarpacs.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, Su
 from stellarpacs.config import load_config
 from stellarpacs.errors import StellarPACSError
 from stellarpacs.storage import tools
+from stellarpacs.storage.errors import StorageUnavailable
 from stellarpacs.storage.files.layout import Layout
-from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.storage.records import CommitmentRequest, MPPSSummary, StudySummary
 
 __all__ = ["ProgressBar", "StorageToolError", "register"]
@@ -70,7 +69,7 @@ def _run(job: Coroutine[Any, Any, _T], root: Path) -> _T:
     """Run one async tool; database and file errors become one line naming the storage."""
     try:
         return asyncio.run(job)
-    except sqlite3.Error as exc:
+    except StorageUnavailable as exc:
         raise StorageToolError(f"index under {root}: {exc}") from None
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
@@ -141,16 +140,6 @@ def _study_json(study: StudySummary) -> dict[str, object]:
 
 
 # -- what the DIMSE-N services keep --------------------------------------------------------
-
-
-async def load_mpps(root: Path) -> list[MPPSSummary]:
-    async with SQLiteNServiceStore(Layout(root).index_path) as store:
-        return await store.mpps_summaries()
-
-
-async def load_commitments(root: Path) -> list[CommitmentRequest]:
-    async with SQLiteNServiceStore(Layout(root).index_path) as store:
-        return await store.commitments()
 
 
 def _first(attributes: dict[str, Any], tag: str) -> str:
@@ -328,12 +317,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_mpps(args: argparse.Namespace) -> int:
     root = _indexed_root(args)
-    return show_mpps(_run(load_mpps(root), root), as_json=args.json)
+    return show_mpps(_run(tools.mpps_summaries(root), root), as_json=args.json)
 
 
 def cmd_commitments(args: argparse.Namespace) -> int:
     root = _indexed_root(args)
-    return show_commitments(_run(load_commitments(root), root), as_json=args.json)
+    return show_commitments(_run(tools.commitment_requests(root), root), as_json=args.json)
 
 
 # -- registration ------------------------------------------------------------------------------

@@ -27,8 +27,16 @@ from stellarpacs.storage.errors import UnreadableDataSet
 from stellarpacs.storage.files import durable, header
 from stellarpacs.storage.files.header import row_from_dataset
 from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.database import driver_errors
 from stellarpacs.storage.index.instances import SQLiteIndex
-from stellarpacs.storage.records import InstanceRecord, InstanceRow, StudySummary
+from stellarpacs.storage.index.nservices import SQLiteNServiceStore
+from stellarpacs.storage.records import (
+    CommitmentRequest,
+    InstanceRecord,
+    InstanceRow,
+    MPPSSummary,
+    StudySummary,
+)
 
 __all__ = [
     "Problem",
@@ -82,12 +90,28 @@ class ReindexReport:
 
 @contextlib.asynccontextmanager
 async def _index(root: Path, *, create: bool = False) -> AsyncIterator[SQLiteIndex]:
+    """The index of ``root``, open; driver errors surface as StorageUnavailable."""
     index = SQLiteIndex(Layout(Path(root)).index_path)
-    await index.open(create=create)
-    try:
-        yield index
-    finally:
-        await index.close()
+    with driver_errors():
+        await index.open(create=create)
+        try:
+            yield index
+        finally:
+            await index.close()
+
+
+async def mpps_summaries(root: Path) -> list[MPPSSummary]:
+    """The MPPS instances kept under ``root``, with what of their studies is stored."""
+    with driver_errors():
+        async with SQLiteNServiceStore(Layout(root).index_path) as store:
+            return await store.mpps_summaries()
+
+
+async def commitment_requests(root: Path) -> list[CommitmentRequest]:
+    """The storage commitment requests kept under ``root``, pending and delivered."""
+    with driver_errors():
+        async with SQLiteNServiceStore(Layout(root).index_path) as store:
+            return await store.commitments()
 
 
 async def stats(root: Path) -> dict[str, int]:

@@ -117,11 +117,11 @@ def test_one_module_opens_the_database() -> None:
 
 
 def test_only_the_sqlite_backend_imports_the_driver() -> None:
-    """storage/cli.py still catches sqlite3.Error; it is moving to the cli package."""
+    """Only the SQLite backend (storage/index/) imports the driver: nothing else sees sqlite3."""
     importers = {
         _ids(p)
         for p in sorted(PACKAGE.rglob("*.py"))
         if any(_under(n, *DRIVERS) for n in imported(p))
     }
     backend = {i for i in importers if i.startswith("storage/index/")}
-    assert importers - backend <= {"storage/cli.py"}
+    assert importers - backend == set()

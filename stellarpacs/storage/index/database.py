@@ -99,6 +99,18 @@ class Database:
 
 
 @contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """Errors of the SQLite driver inside the block become StorageUnavailable (message kept).
+
+    For callers that report file errors themselves, such as the storage tools.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+@contextlib.contextmanager
 def unavailable() -> Iterator[None]:
     """Driver and file errors inside the block become StorageUnavailable (message kept)."""
     try:
