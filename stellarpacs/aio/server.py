@@ -30,6 +30,7 @@ from stellarpacs.ul.connection import (
     Connection,
     ConnectionEvent,
 )
+from stellarpacs.ul.fsm import State
 from stellarpacs.ul.negotiation import AcceptorPolicy, PresentationContext, Role, negotiate
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ
 
@@ -78,7 +79,8 @@ class _Session:
         )
         self.protocol.on_lost = self.on_lost
         self.association: Association | None = None
-        self.rejected = False
+        #: Why the connection ends was logged already (a rejection, a withdrawn request).
+        self.logged = False
         server._sessions.add(self)
         self.protocol.closed.add_done_callback(lambda _: server._sessions.discard(self))
 
@@ -95,7 +97,7 @@ class _Session:
         rejection was logged when it was sent, so only the silent and the
         broken connections reach the log here.
         """
-        if self.association is not None or self.rejected:
+        if self.association is not None or self.logged:
             return
         peer = self.protocol.peer
         error = self.connection.last_error
@@ -237,11 +239,19 @@ class Server:
 
     def _on_request(self, session: _Session, event: AssociationRequested) -> None:
         rq = event.request
+        if session.connection.state is not State.STA3:
+            # An A-ABORT came right behind the request (AA-3, PS3.8 9.2): nothing to answer.
+            session.logged = True
+            log.info(
+                "association request withdrawn: %s -> %s from %s:%s, A-ABORT before our answer",
+                rq.calling_ae_title, rq.called_ae_title, *session.protocol.peer,
+            )  # fmt: skip
+            return
         at_capacity = len(self.associations) >= self.config.max_associations
         answer, contexts = negotiate(rq, self.policy, at_capacity=at_capacity)
         peer = session.protocol.peer
         if isinstance(answer, AAssociateRJ):
-            session.rejected = True
+            session.logged = True
             session.connection.reject(answer)
             log.warning(
                 "association rejected: %s -> %s from %s:%s, result %d source %d reason %d",

@@ -1,0 +1,82 @@
+"""Hostile peers on loopback (issue 12): each is answered at once, cleanly, with no traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from stellarpacs.aio.server import Server
+from stellarpacs.ul.codec import encode_pdu
+from stellarpacs.ul.pdus import PDU, AAbort, AAssociateAC, AReleaseRP, AReleaseRQ
+from tests.integration.conftest import TEST_ARTIM
+from tests.integration.peers import (
+    RawPeer,
+    assert_still_serves,
+    associate_rq,
+    containing,
+    wait_for_log,
+)
+
+CLOSE_WITHIN = TEST_ARTIM + 3.0
+
+
+def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing at ERROR or above, and no record carrying an exception, in any logger."""
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in bad)
+
+
+async def answers(peer: RawPeer, count: int) -> list[PDU]:
+    return [await peer.read_pdu() for _ in range(count)]
+
+
+# --- defect 4: pipelined PDUs -------------------------------------------------------------
+
+
+async def test_release_pipelined_behind_the_request(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    peer = await RawPeer.open(server.port)
+    try:
+        await peer.send(encode_pdu(associate_rq()) + encode_pdu(AReleaseRQ()))
+        ac, rp = await answers(peer, 2)
+        assert isinstance(ac, AAssociateAC) and rp == AReleaseRP()
+        await peer.wait_eof(CLOSE_WITHIN)
+    finally:
+        await peer.close()
+    await wait_for_log(server_log, containing("association ended", "RAWPEER", "released"))
+    await assert_still_serves(server.port)
+    assert_no_traceback(server_log)
+
+
+async def test_abort_pipelined_behind_the_request(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    peer = await RawPeer.open(server.port)
+    try:
+        await peer.send(encode_pdu(associate_rq()) + encode_pdu(AAbort(0, 0)))
+        assert await peer.reader.read() == b""  # AA-3: no answer, the connection closed
+    finally:
+        await peer.close()
+    await wait_for_log(server_log, containing("RAWPEER", "A-ABORT before our answer"))
+    assert not server.associations
+    await assert_still_serves(server.port)
+    assert_no_traceback(server_log)
+
+
+async def test_second_request_pipelined_behind_the_first(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    peer = await RawPeer.open(server.port)
+    try:
+        await peer.send(encode_pdu(associate_rq()) * 2)
+        ac, abort = await answers(peer, 2)
+        assert isinstance(ac, AAssociateAC)
+        assert abort == AAbort(source=2, reason=2)  # AA-8 in Sta6: unexpected PDU
+        await peer.wait_eof(CLOSE_WITHIN)
+    finally:
+        await peer.close()
+    await wait_for_log(server_log, containing("association ended", "RAWPEER", "aborted"))
+    await assert_still_serves(server.port)
+    assert_no_traceback(server_log)
