@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
 from stellarpacs.aio.server import Server
 from stellarpacs.ul.codec import encode_pdu
-from stellarpacs.ul.pdus import PDU, AAbort, AAssociateAC, AReleaseRP, AReleaseRQ
+from stellarpacs.ul.pdus import PDU, AAbort, AAssociateAC, AAssociateRJ, AReleaseRP, AReleaseRQ
 from tests.integration.conftest import TEST_ARTIM
 from tests.integration.peers import (
     RawPeer,
@@ -17,8 +18,11 @@ from tests.integration.peers import (
     containing,
     wait_for_log,
 )
+from tests.ul.test_unencodable_answer import role_selections
 
 CLOSE_WITHIN = TEST_ARTIM + 3.0
+#: Role selection items that fit the RQ's user information item but not our AC's.
+ROLES = role_selections()
 
 
 def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
@@ -78,5 +82,25 @@ async def test_second_request_pipelined_behind_the_first(
     finally:
         await peer.close()
     await wait_for_log(server_log, containing("association ended", "RAWPEER", "aborted"))
+    await assert_still_serves(server.port)
+    assert_no_traceback(server_log)
+
+
+# --- defect 5: an A-ASSOCIATE-AC that cannot be encoded -------------------------------------
+
+
+async def test_an_answer_too_large_to_encode_is_a_reject(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    rq = associate_rq()
+    rq = replace(rq, user_information=replace(rq.user_information, role_selections=ROLES))
+    peer = await RawPeer.open(server.port)
+    try:
+        await peer.send_pdu(rq)
+        assert await peer.read_pdu() == AAssociateRJ(result=1, source=1, reason=1)
+        await peer.wait_eof(CLOSE_WITHIN)
+    finally:
+        await peer.close()
+    await wait_for_log(server_log, containing("association rejected", "RAWPEER", "reason 1"))
     await assert_still_serves(server.port)
     assert_no_traceback(server_log)
