@@ -21,7 +21,12 @@ changes, so a :class:`LocalProtocolError` (wrong state, unencodable PDU)
 leaves the connection as it was.
 
 A malformed PDU is turned into Evt19 here, the one place where the peer's
-:class:`RemoteProtocolError` becomes an A-ABORT (PS3.8 9.2, AA-8).
+:class:`RemoteProtocolError` becomes an A-ABORT (PS3.8 9.2, AA-8).  So is
+an A-ASSOCIATE-RQ or -AC whose Maximum Length (1 to 6) cannot hold one PDV:
+the codec carries any 32-bit value both ways, but no message could ever be
+sent to such a peer (PS3.8 D.1, 9.3.5), so it is answered like any invalid
+PDU parameter (AA-1 in Sta2, AA-8 in Sta5), at once, instead of an AC that
+promises an association nobody can use and an RJ that has no fitting reason.
 
 Pipelined PDUs: while the acceptor awaits its user's A-ASSOCIATE response
 (Sta3), received bytes are kept, not read, as h11 pauses between cycles.  A
@@ -44,12 +49,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from stellarpacs.errors import LocalProtocolError, RemoteProtocolError
+from stellarpacs.errors import AbortReason, LocalProtocolError, RemoteProtocolError
 from stellarpacs.ul import fsm
 from stellarpacs.ul.codec import encode_pdu
 from stellarpacs.ul.fsm import Event as FsmEvent
 from stellarpacs.ul.fsm import Input, Primitive, State
 from stellarpacs.ul.pdus import (
+    PDU,
     AAbort,
     AAssociateAC,
     AAssociateRJ,
@@ -62,6 +68,7 @@ from stellarpacs.ul.pdus import (
 from stellarpacs.ul.reader import PDUReader
 
 __all__ = [
+    "MIN_MAXIMUM_LENGTH",
     "Aborted",
     "AssociationAccepted",
     "AssociationDeclined",
@@ -149,6 +156,27 @@ _PDU_EVENTS: dict[type[object], FsmEvent] = {
     AReleaseRP: FsmEvent.EVT13,
     AAbort: FsmEvent.EVT16,
 }
+
+
+#: The smallest usable Maximum Length: a PDV item's 4-byte length, its context
+#: ID and message control header, and one byte of fragment (PS3.8 9.3.5.1, D.1).
+MIN_MAXIMUM_LENGTH = 7
+
+
+def _check_usable(pdu: PDU) -> None:
+    """Refuse an RQ or AC announcing a Maximum Length too small for any PDV (PS3.8 D.1).
+
+    0 means no limit; an absent sub-item is read the same way.
+    """
+    if isinstance(pdu, AAssociateRQ | AAssociateAC):
+        length = pdu.user_information.maximum_length
+        if length and length < MIN_MAXIMUM_LENGTH:
+            name = "A-ASSOCIATE-RQ" if isinstance(pdu, AAssociateRQ) else "A-ASSOCIATE-AC"
+            raise RemoteProtocolError(
+                f"{name} announces Maximum Length {length}, too small for any P-DATA-TF "
+                f"(at least {MIN_MAXIMUM_LENGTH}, PS3.8 D.1)",
+                AbortReason.INVALID_PDU_PARAMETER_VALUE,
+            )
 
 
 def _indication(effect: fsm.Indicate) -> ConnectionEvent:
@@ -278,6 +306,7 @@ class Connection:
                 pdu = self._reader.next_pdu()
                 if pdu is None:
                     return
+                _check_usable(pdu)
                 self._handle(Input(_PDU_EVENTS[type(pdu)], pdu))
         except RemoteProtocolError as error:
             self.last_error = error

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 import pytest
 
 from stellarpacs.aio.server import Server
+from stellarpacs.errors import AbortReason
 from stellarpacs.ul.codec import encode_pdu
 from stellarpacs.ul.pdus import PDU, AAbort, AAssociateAC, AAssociateRJ, AReleaseRP, AReleaseRQ
 from tests.integration.conftest import TEST_ARTIM
@@ -102,5 +104,30 @@ async def test_an_answer_too_large_to_encode_is_a_reject(
     finally:
         await peer.close()
     await wait_for_log(server_log, containing("association rejected", "RAWPEER", "reason 1"))
+    await assert_still_serves(server.port)
+    assert_no_traceback(server_log)
+
+
+# --- defect 8: a Maximum Length that cannot carry a PDV --------------------------------------
+
+
+async def test_a_maximum_length_of_3_is_aborted_at_once(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    peer = await RawPeer.open(server.port)
+    try:
+        started = time.monotonic()
+        await peer.send_pdu(associate_rq(max_pdu_length=3))
+        abort = await peer.read_pdu(timeout=1.0)
+        assert time.monotonic() - started < 1.0
+        assert abort == AAbort(source=2, reason=AbortReason.INVALID_PDU_PARAMETER_VALUE)
+        await peer.wait_eof(CLOSE_WITHIN)
+    finally:
+        await peer.close()
+    record = await wait_for_log(
+        server_log, containing("before association", "Maximum Length 3", level=logging.WARNING)
+    )
+    assert "A-ABORT sent" in record.getMessage()
+    assert not server.associations
     await assert_still_serves(server.port)
     assert_no_traceback(server_log)
