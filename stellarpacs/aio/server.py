@@ -23,6 +23,7 @@ from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
 from stellarpacs.errors import AssociationAborted
+from stellarpacs.logtext import printable
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
 from stellarpacs.ul.connection import (
     Aborted,
@@ -103,8 +104,9 @@ class _Session:
         error = self.connection.last_error
         if error is not None:
             log.warning(
-                "connection from %s:%s ended before association: %s (A-ABORT sent)", *peer, error
-            )
+                "connection from %s:%s ended before association: %s (A-ABORT sent)",
+                *peer, printable(error),
+            )  # fmt: skip
         elif self.protocol.artim_expired:
             log.warning(
                 "connection from %s:%s ended before association: no A-ASSOCIATE-RQ within "
@@ -244,7 +246,8 @@ class Server:
             session.logged = True
             log.info(
                 "association request withdrawn: %s -> %s from %s:%s, A-ABORT before our answer",
-                rq.calling_ae_title, rq.called_ae_title, *session.protocol.peer,
+                printable(rq.calling_ae_title), printable(rq.called_ae_title),
+                *session.protocol.peer,
             )  # fmt: skip
             return
         at_capacity = len(self.associations) >= self.config.max_associations
@@ -255,7 +258,7 @@ class Server:
             session.connection.reject(answer)
             log.warning(
                 "association rejected: %s -> %s from %s:%s, result %d source %d reason %d",
-                rq.calling_ae_title, rq.called_ae_title, *peer,
+                printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 answer.result, answer.source, answer.reason,
             )  # fmt: skip
             return
@@ -268,7 +271,7 @@ class Server:
         if log.isEnabledFor(logging.INFO):  # naming the contexts costs more than the echo
             log.info(
                 "association opened: %s -> %s from %s:%s, contexts: %s",
-                rq.calling_ae_title, rq.called_ae_title, *peer,
+                printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 _describe_contexts(contexts) or "none accepted",
             )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._run(association))
@@ -291,7 +294,7 @@ class Server:
                 if service is None:
                     log.warning(
                         "%s: no service for %s; aborting",
-                        association.calling_ae_title,
+                        printable(association.calling_ae_title),
                         type(incoming.command).__name__,
                     )
                     association.abort()
@@ -300,7 +303,9 @@ class Server:
         except AssociationAborted:
             pass
         except Exception:
-            log.exception("%s: handler failed; aborting association", association.calling_ae_title)
+            log.exception(
+                "%s: handler failed; aborting association", printable(association.calling_ae_title)
+            )
             association.abort()
         finally:
             self.associations.discard(association)
@@ -324,6 +329,7 @@ class Server:
             association.end_reason = "aborted: idle timeout"
         log.info(
             "association ended: %s -> %s from %s:%s, %s after %.3f s, %d requests",
-            association.calling_ae_title, association.called_ae_title, *association.peer,
-            association.end_reason or "closed", duration, association.stats.messages_in,
+            printable(association.calling_ae_title), printable(association.called_ae_title),
+            *association.peer, printable(association.end_reason or "closed"), duration,
+            association.stats.messages_in,
         )  # fmt: skip

@@ -36,6 +36,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 
 from stellarpacs.errors import LocalProtocolError
+from stellarpacs.logtext import printable
 from stellarpacs.storage import files
 from stellarpacs.storage.header import open_received
 from stellarpacs.storage.index import Index, InstanceRecord, InstanceRow, row_from_dataset
@@ -351,7 +352,7 @@ class Archive:
             )
             temp = self._temp_file(header)
         except (OSError, files.UnreadableDataSet) as exc:
-            log.error("cannot begin storing %r: %s", sop_instance_uid, exc)
+            log.error("cannot begin storing %r: %s", printable(sop_instance_uid), printable(exc))
             failure = _failure(exc)
         return IncomingInstance(
             self,
@@ -477,7 +478,8 @@ class Archive:
         """Ours was already removed in ``_settle``; the first one stays as it is."""
         self.duplicates += 1
         log.warning(
-            "duplicate SOP Instance UID %r: keeping the first instance", first.sop_instance_uid
+            "duplicate SOP Instance UID %r: keeping the first instance",
+            printable(first.sop_instance_uid),
         )
         return StoreOutcome(StoreStatus.SUCCESS, first, duplicate=True)
 
@@ -491,7 +493,7 @@ class Archive:
             await asyncio.to_thread(files.remove_quietly, mine)
         log.warning(
             "duplicate SOP Instance UID %r: keeping the first instance",
-            first.sop_instance_uid if first else None,
+            printable(first.sop_instance_uid) if first else None,
         )
         return StoreOutcome(StoreStatus.SUCCESS, first, duplicate=True)
 
@@ -501,9 +503,9 @@ class Archive:
         """Answer the failure; remove our file, never one that an index row points at."""
         outcome = _failure(exc)
         if outcome.status == StoreStatus.OUT_OF_RESOURCES:
-            log.error("storing failed (%s)", exc, exc_info=not isinstance(exc, OSError))
+            log.error("storing failed (%s)", printable(exc), exc_info=not isinstance(exc, OSError))
         else:
-            log.warning("refused a data set: %s", exc)
+            log.warning("refused a data set: %s", printable(exc))
         await asyncio.to_thread(temp.abandon)
         if placed is not None and not await self._indexed_or_unknown(placed):
             await asyncio.to_thread(files.remove_quietly, placed)

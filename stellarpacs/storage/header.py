@@ -28,6 +28,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.uid import PrivateTransferSyntaxes
 
+from stellarpacs.logtext import printable
 from stellarpacs.storage.files import UnreadableDataSet
 
 __all__ = [
@@ -282,12 +283,12 @@ def _convert(ds: Dataset, tag: int) -> _Converted:
         elem = ds[tag]
         value = elem.value
     except Exception as exc:
-        log.debug("left %08X out of the index: %s", tag, exc)
+        log.debug("left %08X out of the index: %s", tag, printable(exc))
         return _NOTHING
     try:
         return _Converted(_json_entry(elem), value)
     except Exception as exc:
-        log.debug("left %08X out of the indexed header: %s", tag, exc)
+        log.debug("left %08X out of the indexed header: %s", tag, printable(exc))
         return _Converted(None, value)
 
 
@@ -352,7 +353,7 @@ def _json_of(ds: Dataset) -> dict[str, Any]:
                 continue
             out[f"{tag:08X}"] = _json_entry(ds[tag])
         except Exception as exc:
-            log.debug("left %s out of the indexed header: %s", tag, exc)
+            log.debug("left %s out of the indexed header: %s", tag, printable(exc))
     return out
 
 

@@ -131,3 +131,49 @@ async def test_a_maximum_length_of_3_is_aborted_at_once(
     assert not server.associations
     await assert_still_serves(server.port)
     assert_no_traceback(server_log)
+
+
+# --- defect 7: log injection ---------------------------------------------------------------
+
+FORGER = "EVIL\r\nFAKE\x1b[31m"
+FORGER_SHOWN = "EVIL\\r\\nFAKE\\x1b[31m"
+
+
+def assert_single_printable_lines(caplog: pytest.LogCaptureFixture) -> None:
+    for record in caplog.records:
+        message = record.getMessage()
+        assert all(" " <= c <= "~" for c in message), repr(message)
+
+
+async def test_control_characters_in_the_calling_ae_title_are_escaped(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    peer = await RawPeer.open(server.port)
+    try:
+        await peer.send_pdu(replace(associate_rq(), calling_ae_title=FORGER))
+        assert isinstance(await peer.read_pdu(), AAssociateAC)
+        await peer.send_pdu(AReleaseRQ())
+        assert await peer.read_pdu() == AReleaseRP()
+    finally:
+        await peer.close()
+    opened = await wait_for_log(server_log, containing("association opened", FORGER_SHOWN))
+    ended = await wait_for_log(server_log, containing("association ended", FORGER_SHOWN))
+    assert opened.getMessage().startswith(f"association opened: {FORGER_SHOWN} -> STELLARPACS")
+    assert ended.getMessage().startswith(f"association ended: {FORGER_SHOWN} -> STELLARPACS")
+    assert_single_printable_lines(server_log)
+    assert_no_traceback(server_log)
+
+
+async def test_control_characters_in_a_rejected_request_are_escaped(
+    server: Server, server_log: pytest.LogCaptureFixture
+) -> None:
+    peer = await RawPeer.open(server.port)
+    try:
+        rq = replace(associate_rq("NOT\nUS\x1b[2J"), calling_ae_title=FORGER)
+        await peer.send_pdu(rq)
+        assert await peer.read_pdu() == AAssociateRJ(result=1, source=1, reason=7)
+    finally:
+        await peer.close()
+    record = await wait_for_log(server_log, containing("association rejected"))
+    assert f"{FORGER_SHOWN} -> NOT\\nUS\\x1b[2J" in record.getMessage()
+    assert_single_printable_lines(server_log)
