@@ -319,10 +319,15 @@ def accepted(answer: AAssociateAC | AAssociateRJ) -> AAssociateAC:
 
 def check_rejects(policy: AcceptorPolicy) -> None:
     """Each reject reason is what negotiate sends in the case section 3.1.3 gives for it."""
+    # More role selection answers than one user information item holds (PS3.8 9.3.3.3).
+    roles = tuple(
+        RoleSelection(f"1.2.826.0.1.3680043.9.{10**10 + n}", True, False) for n in range(1600)
+    )
     cases = {
         RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED: probe(policy, context_name="1.2.3"),
         RejectReason.CALLED_AE_NOT_RECOGNIZED: probe(policy, called="NOT-" + policy.ae_title),
         RejectReason.LOCAL_LIMIT_EXCEEDED: probe(policy, at_capacity=True),
+        RejectReason.NO_REASON_GIVEN: probe(policy, user=UserInformation(role_selections=roles)),
     }
     for reason in RejectReason:
         if cases.get(reason) != reason.pdu():
@@ -594,6 +599,8 @@ REJECTED_WHEN: Mapping[RejectReason, str] = {
     RejectReason.CALLED_AE_NOT_RECOGNIZED: "the Called AE Title is not ours and "
     "`accept_any_called_ae` is false",
     RejectReason.LOCAL_LIMIT_EXCEEDED: "`max_associations` associations are open",
+    RejectReason.NO_REASON_GIVEN: "the A-ASSOCIATE-AC would not fit its 16-bit item lengths "
+    "(e.g. answers to over 1,500 role selection items)",
 }
 
 

@@ -37,6 +37,7 @@ from stellarpacs.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from stellarpacs.logtext import printable
 from stellarpacs.ul.connection import (
     Aborted,
     Connection,
@@ -297,7 +298,7 @@ class Association:
         self._push(_End(error))
 
     def _protocol_abort(self, error: RemoteProtocolError) -> None:
-        log.warning("A-ABORT to %s:%s: %s", *self.peer, error)
+        log.warning("A-ABORT to %s:%s: %s", *self.peer, printable(error))
         self.end_reason = f"aborted: {error}"
         self._abandon_pending()
         # A DIMSE-level fault is found by the service user (this AE), not the

@@ -49,6 +49,7 @@ from stellarpacs.dimse.commands import (
 )
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import AssociationAborted, DIMSEError
+from stellarpacs.logtext import printable
 from stellarpacs.uids import (
     MPPS,
     STORAGE_COMMITMENT_PUSH,
@@ -299,7 +300,7 @@ async def answer_event_report(
         report = read_event_information(ds, request.event_type_id)
         status = int(Status.SUCCESS)
     except DIMSEError as error:
-        log.warning("N-EVENT-REPORT refused: %s", error)
+        log.warning("N-EVENT-REPORT refused: %s", printable(error))
         status, report = error.status, None
     response = NEventReportRSP(
         message_id_being_responded_to=request.message_id,

@@ -44,6 +44,7 @@ from stellarpacs.dimse.commands import (
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import DIMSEError
 from stellarpacs.fileio import INSTANCE_SUFFIX, TempFile, uid_component
+from stellarpacs.logtext import printable
 from stellarpacs.part10 import encode_file_meta
 from stellarpacs.uids import (
     IMPLEMENTATION_CLASS_UID,
@@ -215,7 +216,9 @@ class FolderStoreHandler:
         return Status.SUCCESS
 
     def _fail(self, request: CStoreRQ, sink: DatasetSink | None, why: str) -> int:
-        log.error("cannot write %s: %s", request.affected_sop_instance_uid, why)
+        log.error(
+            "cannot write %s: %s", printable(request.affected_sop_instance_uid), printable(why)
+        )
         if isinstance(sink, _FileSink) and sink.temp is not None:
             sink.temp.abandon()
         self.failed.append((request.affected_sop_instance_uid, why))
@@ -323,7 +326,9 @@ class RetrieveStream:
             try:
                 status = await self.handler.handle(self.association, incoming)
             except Exception:
-                log.exception("store handler failed on %s", request.affected_sop_instance_uid)
+                log.exception(
+                    "store handler failed on %s", printable(request.affected_sop_instance_uid)
+                )
                 status = int(Status.OUT_OF_RESOURCES)
         response = CStoreRSP(
             message_id_being_responded_to=request.message_id,
@@ -386,4 +391,4 @@ class RetrieveStream:
         try:
             await self.aclose()
         except Exception as error:  # the original exception matters more
-            log.debug("cancelling the retrieve after %r failed: %s", exc, error)
+            log.debug("cancelling the retrieve after %r failed: %s", exc, printable(error))

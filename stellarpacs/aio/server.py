@@ -23,6 +23,7 @@ from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
 from stellarpacs.errors import AssociationAborted
+from stellarpacs.logtext import printable
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
 from stellarpacs.ul.connection import (
     Aborted,
@@ -30,6 +31,7 @@ from stellarpacs.ul.connection import (
     Connection,
     ConnectionEvent,
 )
+from stellarpacs.ul.fsm import State
 from stellarpacs.ul.negotiation import AcceptorPolicy, PresentationContext, Role, negotiate
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ
 
@@ -78,7 +80,8 @@ class _Session:
         )
         self.protocol.on_lost = self.on_lost
         self.association: Association | None = None
-        self.rejected = False
+        #: Why the connection ends was logged already (a rejection, a withdrawn request).
+        self.logged = False
         server._sessions.add(self)
         self.protocol.closed.add_done_callback(lambda _: server._sessions.discard(self))
 
@@ -95,14 +98,15 @@ class _Session:
         rejection was logged when it was sent, so only the silent and the
         broken connections reach the log here.
         """
-        if self.association is not None or self.rejected:
+        if self.association is not None or self.logged:
             return
         peer = self.protocol.peer
         error = self.connection.last_error
         if error is not None:
             log.warning(
-                "connection from %s:%s ended before association: %s (A-ABORT sent)", *peer, error
-            )
+                "connection from %s:%s ended before association: %s (A-ABORT sent)",
+                *peer, printable(error),
+            )  # fmt: skip
         elif self.protocol.artim_expired:
             log.warning(
                 "connection from %s:%s ended before association: no A-ASSOCIATE-RQ within "
@@ -237,15 +241,24 @@ class Server:
 
     def _on_request(self, session: _Session, event: AssociationRequested) -> None:
         rq = event.request
+        if session.connection.state is not State.STA3:
+            # An A-ABORT came right behind the request (AA-3, PS3.8 9.2): nothing to answer.
+            session.logged = True
+            log.info(
+                "association request withdrawn: %s -> %s from %s:%s, A-ABORT before our answer",
+                printable(rq.calling_ae_title), printable(rq.called_ae_title),
+                *session.protocol.peer,
+            )  # fmt: skip
+            return
         at_capacity = len(self.associations) >= self.config.max_associations
         answer, contexts = negotiate(rq, self.policy, at_capacity=at_capacity)
         peer = session.protocol.peer
         if isinstance(answer, AAssociateRJ):
-            session.rejected = True
+            session.logged = True
             session.connection.reject(answer)
             log.warning(
                 "association rejected: %s -> %s from %s:%s, result %d source %d reason %d",
-                rq.calling_ae_title, rq.called_ae_title, *peer,
+                printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 answer.result, answer.source, answer.reason,
             )  # fmt: skip
             return
@@ -258,7 +271,7 @@ class Server:
         if log.isEnabledFor(logging.INFO):  # naming the contexts costs more than the echo
             log.info(
                 "association opened: %s -> %s from %s:%s, contexts: %s",
-                rq.calling_ae_title, rq.called_ae_title, *peer,
+                printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 _describe_contexts(contexts) or "none accepted",
             )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._run(association))
@@ -281,7 +294,7 @@ class Server:
                 if service is None:
                     log.warning(
                         "%s: no service for %s; aborting",
-                        association.calling_ae_title,
+                        printable(association.calling_ae_title),
                         type(incoming.command).__name__,
                     )
                     association.abort()
@@ -290,7 +303,9 @@ class Server:
         except AssociationAborted:
             pass
         except Exception:
-            log.exception("%s: handler failed; aborting association", association.calling_ae_title)
+            log.exception(
+                "%s: handler failed; aborting association", printable(association.calling_ae_title)
+            )
             association.abort()
         finally:
             self.associations.discard(association)
@@ -314,6 +329,7 @@ class Server:
             association.end_reason = "aborted: idle timeout"
         log.info(
             "association ended: %s -> %s from %s:%s, %s after %.3f s, %d requests",
-            association.calling_ae_title, association.called_ae_title, *association.peer,
-            association.end_reason or "closed", duration, association.stats.messages_in,
+            printable(association.calling_ae_title), printable(association.called_ae_title),
+            *association.peer, printable(association.end_reason or "closed"), duration,
+            association.stats.messages_in,
         )  # fmt: skip

@@ -61,6 +61,7 @@ from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventRep
 from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
+from stellarpacs.logtext import printable
 from stellarpacs.storage.api import (
     CommitmentRequest,
     InstanceLookup,
@@ -278,7 +279,9 @@ class DeliveryWorker:
             await self._deliver(request)
         except Exception as error:
             if pk not in self._requests:  # acknowledged; only the release went wrong
-                log.debug("after delivering %s: %s", request.transaction_uid, error)
+                log.debug(
+                    "after delivering %s: %s", printable(request.transaction_uid), printable(error)
+                )
             else:
                 outcome = error
                 await self._failed(request, error)
@@ -338,7 +341,8 @@ class DeliveryWorker:
         self.delivered[request.transaction_uid] = report
         log.info(
             "commitment result %s delivered to %s: event type %d, %d committed, %d failed",
-            request.transaction_uid, request.requester_ae, report.event_type_id,
+            printable(request.transaction_uid), printable(request.requester_ae),
+            report.event_type_id,
             len(report.committed), len(report.failed),
         )  # fmt: skip
         await asyncio.shield(
@@ -478,7 +482,8 @@ class CommitmentService:
             kept, status, comment = None, error.status, _comment(str(error))
             log.warning(
                 "storage commitment request from %s refused: %s",
-                association.calling_ae_title, describe(status) + f" ({error})",
+                printable(association.calling_ae_title),
+                printable(describe(status) + f" ({error})"),
             )  # fmt: skip
         response = NActionRSP(
             message_id_being_responded_to=request.message_id,
@@ -506,11 +511,13 @@ class CommitmentService:
                 transaction, requester, [(r.sop_class_uid, r.sop_instance_uid) for r in refs]
             )
         except StorageUnavailable as error:
-            log.error("cannot keep commitment request %s: %s", transaction, error)
+            log.error(
+                "cannot keep commitment request %s: %s", printable(transaction), printable(error)
+            )
             raise DIMSEError(Status.PROCESSING_FAILURE, "cannot keep the request") from error
         log.info(
             "storage commitment request %s from %s: %d references%s",
-            transaction, requester, len(refs),
+            printable(transaction), printable(requester), len(refs),
             " (Transaction UID reused)" if kept.duplicate else "",
         )  # fmt: skip
         return kept

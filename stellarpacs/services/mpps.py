@@ -40,6 +40,7 @@ from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import Message, NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
+from stellarpacs.logtext import printable
 from stellarpacs.storage.api import MPPSRecord, NServiceStore, StorageUnavailable
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -301,10 +302,14 @@ class MPPSService:
             record = _record(uid, status, ds, association.calling_ae_title)
             await self._keep(record)
         except DIMSEError as error:
-            log.warning("MPPS N-CREATE of %s from %s refused: %s", uid,
-                        association.calling_ae_title, error)  # fmt: skip
+            log.warning("MPPS N-CREATE of %s from %s refused: %s", printable(uid),
+                        printable(association.calling_ae_title), printable(error))  # fmt: skip
             return _response(NCreateRSP, request.message_id, given, error)
-        log.info("MPPS %s created IN PROGRESS by %s", uid, association.calling_ae_title)
+        log.info(
+            "MPPS %s created IN PROGRESS by %s",
+            printable(uid),
+            printable(association.calling_ae_title),
+        )
         return NCreateRSP(
             message_id_being_responded_to=request.message_id,
             status=Status.SUCCESS,
@@ -331,10 +336,15 @@ class MPPSService:
             ds = _dataset(incoming)
             updated = await self._update(uid, ds)
         except DIMSEError as error:
-            log.warning("MPPS N-SET of %s from %s refused: %s", uid,
-                        association.calling_ae_title, error)  # fmt: skip
+            log.warning("MPPS N-SET of %s from %s refused: %s", printable(uid),
+                        printable(association.calling_ae_title), printable(error))  # fmt: skip
             return _response(NSetRSP, request.message_id, uid, error)
-        log.info("MPPS %s set %s by %s", uid, updated.status, association.calling_ae_title)
+        log.info(
+            "MPPS %s set %s by %s",
+            printable(uid),
+            printable(updated.status),
+            printable(association.calling_ae_title),
+        )
         return NSetRSP(
             message_id_being_responded_to=request.message_id,
             status=Status.SUCCESS,

@@ -38,6 +38,7 @@ from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
+from stellarpacs.logtext import printable
 from stellarpacs.storage.api import (
     InstanceArchive,
     InstanceCatalog,
@@ -170,8 +171,9 @@ class FindService:
         await association.send(incoming.context.context_id, response)
         log.info(
             "%s C-FIND %s: %d matches, status 0x%04X%s in %.1f ms",
-            association.calling_ae_title, request.affected_sop_class_uid, sent, status,
-            f" ({comment})" if comment else "", 1000 * (time.monotonic() - started),
+            printable(association.calling_ae_title), printable(request.affected_sop_class_uid),
+            sent, status, f" ({printable(comment)})" if comment else "",
+            1000 * (time.monotonic() - started),
         )  # fmt: skip
 
     async def _find(
@@ -196,7 +198,7 @@ class FindService:
             log.warning("C-FIND refused: %s", error)
             return Status.OUT_OF_RESOURCES, str(error), None, progress.sent
         except DIMSEError as error:
-            log.warning("C-FIND refused: %s", error)
+            log.warning("C-FIND refused: %s", printable(error))
             return error.status, str(error), None, progress.sent
         except AssociationAborted:
             raise

@@ -45,6 +45,7 @@ from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
+from stellarpacs.logtext import printable
 from stellarpacs.storage.api import (
     InstanceLookup,
     InstanceRecord,
@@ -191,7 +192,7 @@ class _RetrieveBase:
         """
         items, unreadable = await asyncio.to_thread(_scan_records, self.archive, records)
         for uid, error in unreadable:
-            log.error("cannot send %s: %s", uid, error)
+            log.error("cannot send %s: %s", printable(uid), printable(error))
             counts.fail_rest([uid])
         return items
 
@@ -253,10 +254,14 @@ class _RetrieveBase:
                 data=data,
             )
         except (AssociationAborted, DIMSEError) as error:
-            log.error("sub-operations stopped: %s", error)
+            log.error("sub-operations stopped: %s", printable(error))
             return None
         if result.error:
-            log.warning("sub-operation for %s failed: %s", item.sop_instance_uid, result.error)
+            log.warning(
+                "sub-operation for %s failed: %s",
+                printable(item.sop_instance_uid),
+                printable(result.error),
+            )
         return result
 
     async def _final(
@@ -369,8 +374,8 @@ class MoveService(_RetrieveBase):
         if remote is None:
             log.warning(
                 "C-MOVE from %s to unknown destination %r refused",
-                association.calling_ae_title,
-                request.move_destination,
+                printable(association.calling_ae_title),
+                printable(request.move_destination),
             )
             raise DIMSEError(
                 Status.MOVE_DESTINATION_UNKNOWN,
@@ -382,7 +387,11 @@ class MoveService(_RetrieveBase):
         try:
             client = await self._open(remote.host, remote.port, remote.ae_title, items)
         except (OSError, TimeoutError, AssociationRejected, AssociationAborted) as error:
-            log.error("C-MOVE destination %s unreachable: %s", request.move_destination, error)
+            log.error(
+                "C-MOVE destination %s unreachable: %s",
+                printable(request.move_destination),
+                printable(error),
+            )
             counts.fail_rest([i.sop_instance_uid for i in items])
             return Status.OUT_OF_RESOURCES_SUBOPERATIONS
         async with client:

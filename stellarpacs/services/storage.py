@@ -28,6 +28,7 @@ from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, Message
 from stellarpacs.dimse.status import Status
+from stellarpacs.logtext import printable
 from stellarpacs.storage.api import IncomingInstance, InstanceArchive, StoreResult
 from stellarpacs.uids import STORAGE_TRANSFER_SYNTAXES
 from stellarpacs.ul.negotiation import PresentationContext, Role
@@ -142,10 +143,10 @@ class StorageService:
         if isinstance(sink, _Refusal):
             log.warning(
                 "C-STORE of %r refused with 0x%04X: %s (SOP class %r on context %d, %s)",
-                request.affected_sop_instance_uid,
+                printable(request.affected_sop_instance_uid),
                 sink.status,
-                sink.comment,
-                request.affected_sop_class_uid,
+                printable(sink.comment),
+                printable(request.affected_sop_class_uid),
                 incoming.context.context_id,
                 incoming.context.abstract_syntax,
             )
@@ -153,7 +154,9 @@ class StorageService:
         assert isinstance(sink, _ArchiveSink)
         outcome = await sink.incoming.commit()
         if outcome.duplicate:
-            log.warning("duplicate SOP instance %s kept out", request.affected_sop_instance_uid)
+            log.warning(
+                "duplicate SOP instance %s kept out", printable(request.affected_sop_instance_uid)
+            )
         return STORE_STATUS[outcome.result], outcome.error_comment
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from stellarpacs.errors import LocalProtocolError
 from stellarpacs.fileio import TempFile, remove_quietly
+from stellarpacs.logtext import printable
 from stellarpacs.part10 import Part10Error, encode_file_meta
 from stellarpacs.storage.errors import NotFound, UnreadableDataSet
 from stellarpacs.storage.files import durable
@@ -294,7 +295,7 @@ class Archive:
             )
             temp = self._temp_file(header)
         except (OSError, Part10Error) as exc:
-            log.error("cannot begin storing %r: %s", sop_instance_uid, exc)
+            log.error("cannot begin storing %r: %s", printable(sop_instance_uid), printable(exc))
             failure = _failure(exc)
         return IncomingFile(
             self,
@@ -420,7 +421,8 @@ class Archive:
         """Ours was already removed in ``_settle``; the first one stays as it is."""
         self.duplicates += 1
         log.warning(
-            "duplicate SOP Instance UID %r: keeping the first instance", first.sop_instance_uid
+            "duplicate SOP Instance UID %r: keeping the first instance",
+            printable(first.sop_instance_uid),
         )
         return StoreOutcome(StoreResult.STORED, first, duplicate=True)
 
@@ -434,7 +436,7 @@ class Archive:
             await asyncio.to_thread(remove_quietly, mine)
         log.warning(
             "duplicate SOP Instance UID %r: keeping the first instance",
-            first.sop_instance_uid if first else None,
+            printable(first.sop_instance_uid) if first else None,
         )
         return StoreOutcome(StoreResult.STORED, first, duplicate=True)
 
@@ -442,9 +444,9 @@ class Archive:
         """Answer the failure; remove our file, never one that an index row points at."""
         outcome = _failure(exc)
         if outcome.result is StoreResult.NOT_STORED:
-            log.error("storing failed (%s)", exc, exc_info=not isinstance(exc, OSError))
+            log.error("storing failed (%s)", printable(exc), exc_info=not isinstance(exc, OSError))
         else:
-            log.warning("refused a data set: %s", exc)
+            log.warning("refused a data set: %s", printable(exc))
         await asyncio.to_thread(temp.abandon)
         if placed is not None and not await self._indexed_or_unknown(placed):
             await asyncio.to_thread(remove_quietly, placed)

@@ -21,7 +21,27 @@ changes, so a :class:`LocalProtocolError` (wrong state, unencodable PDU)
 leaves the connection as it was.
 
 A malformed PDU is turned into Evt19 here, the one place where the peer's
-:class:`RemoteProtocolError` becomes an A-ABORT (PS3.8 9.2, AA-8).
+:class:`RemoteProtocolError` becomes an A-ABORT (PS3.8 9.2, AA-8).  So is
+an A-ASSOCIATE-RQ or -AC whose Maximum Length (1 to 6) cannot hold one PDV:
+the codec carries any 32-bit value both ways, but no message could ever be
+sent to such a peer (PS3.8 D.1, 9.3.5), so it is answered like any invalid
+PDU parameter (AA-1 in Sta2, AA-8 in Sta5), at once, instead of an AC that
+promises an association nobody can use and an RJ that has no fitting reason.
+
+Pipelined PDUs: while the acceptor awaits its user's A-ASSOCIATE response
+(Sta3), received bytes are kept, not read, as h11 pauses between cycles.  A
+requestor in Sta5 may only send an A-ABORT (Table 9-10, Evt15), so whatever
+else follows its RQ was sent ahead of the answer it expects; read once the
+response is issued, an A-RELEASE-RQ meets Sta6 (AR-2) and a second RQ gets
+AA-8 there, instead of all of them getting AA-8 in Sta3 before the user could
+answer.  An A-ABORT at the head of the kept bytes is read at once: it is
+valid in Sta3 (AA-3) and tells the user not to bother.
+
+A response primitive issued after the attempt ended that way (A-ABORT
+received, AA-3, or the transport closed, AA-4) is ignored: PS3.8 9.2 has the
+A-ABORT or A-P-ABORT indication end the association, so there is nothing
+left to answer, and the user learns it from the :class:`Aborted` event
+already queued.  A second response to the same indication is still a misuse.
 """
 
 from __future__ import annotations
@@ -29,12 +49,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from stellarpacs.errors import LocalProtocolError, RemoteProtocolError
+from stellarpacs.errors import AbortReason, LocalProtocolError, RemoteProtocolError
 from stellarpacs.ul import fsm
 from stellarpacs.ul.codec import encode_pdu
 from stellarpacs.ul.fsm import Event as FsmEvent
 from stellarpacs.ul.fsm import Input, Primitive, State
 from stellarpacs.ul.pdus import (
+    PDU,
     AAbort,
     AAssociateAC,
     AAssociateRJ,
@@ -42,10 +63,12 @@ from stellarpacs.ul.pdus import (
     AReleaseRP,
     AReleaseRQ,
     PDataTF,
+    PDUType,
 )
 from stellarpacs.ul.reader import PDUReader
 
 __all__ = [
+    "MIN_MAXIMUM_LENGTH",
     "Aborted",
     "AssociationAccepted",
     "AssociationDeclined",
@@ -135,6 +158,27 @@ _PDU_EVENTS: dict[type[object], FsmEvent] = {
 }
 
 
+#: The smallest usable Maximum Length: a PDV item's 4-byte length, its context
+#: ID and message control header, and one byte of fragment (PS3.8 9.3.5.1, D.1).
+MIN_MAXIMUM_LENGTH = 7
+
+
+def _check_usable(pdu: PDU) -> None:
+    """Refuse an RQ or AC announcing a Maximum Length too small for any PDV (PS3.8 D.1).
+
+    0 means no limit; an absent sub-item is read the same way.
+    """
+    if isinstance(pdu, AAssociateRQ | AAssociateAC):
+        length = pdu.user_information.maximum_length
+        if length and length < MIN_MAXIMUM_LENGTH:
+            name = "A-ASSOCIATE-RQ" if isinstance(pdu, AAssociateRQ) else "A-ASSOCIATE-AC"
+            raise RemoteProtocolError(
+                f"{name} announces Maximum Length {length}, too small for any P-DATA-TF "
+                f"(at least {MIN_MAXIMUM_LENGTH}, PS3.8 D.1)",
+                AbortReason.INVALID_PDU_PARAMETER_VALUE,
+            )
+
+
 def _indication(effect: fsm.Indicate) -> ConnectionEvent:
     """Translate an indicated primitive into the event the user sees."""
     pdu = effect.pdu
@@ -184,6 +228,8 @@ class Connection:
         self.wants_open = False
         self.last_error: RemoteProtocolError | None = None
         self._discard_input = False
+        #: An A-ASSOCIATE indication was given and not yet answered.
+        self._answer_due = False
 
     # --- driving the machine ---------------------------------------------------
 
@@ -199,6 +245,7 @@ class Connection:
     def _apply(self, effect: fsm.Effect) -> None:
         """Carry out one effect other than SendPDU (already queued by :meth:`_handle`)."""
         if isinstance(effect, fsm.Indicate):
+            self._answer_due |= effect.primitive is Primitive.A_ASSOCIATE_INDICATION
             self._events.append(_indication(effect))
         elif isinstance(effect, fsm.StartARTIM):
             self._deadline = self._now + self.artim_timeout
@@ -236,7 +283,9 @@ class Connection:
         """Feed bytes from the transport; ``b""`` means it was closed (Evt17).
 
         In Sta1 the transport is already gone (we closed it ourselves, or the
-        association ended), so a late close indication is ignored.
+        association ended), so a late close indication is ignored.  In Sta3
+        the bytes are kept for after the response (see the module docstring);
+        a close indication is not kept: with no transport no answer can go out.
         """
         self._now = now
         if not data:
@@ -245,12 +294,20 @@ class Connection:
             return
         if self._discard_input or self.state in (State.STA1, State.STA4):
             return  # no transport yet, or a stream that lost its framing
+        self._reader.feed(data)
+        self._read_pdus()
+
+    def _read_pdus(self) -> None:
+        """Hand each whole PDU to the machine; in Sta3 only an A-ABORT is read."""
         try:
-            self._reader.feed(data)
-            while (pdu := self._reader.next_pdu()) is not None:
-                self._handle(Input(_PDU_EVENTS[type(pdu)], pdu))
-                if self.is_closed:
+            while not self.is_closed and (
+                self.state is not State.STA3 or self._reader.next_type() == PDUType.A_ABORT
+            ):
+                pdu = self._reader.next_pdu()
+                if pdu is None:
                     return
+                _check_usable(pdu)
+                self._handle(Input(_PDU_EVENTS[type(pdu)], pdu))
         except RemoteProtocolError as error:
             self.last_error = error
             self._discard_input = True
@@ -286,13 +343,23 @@ class Connection:
         self._handle(Input(FsmEvent.EVT1))
 
     def accept(self, ac: AAssociateAC) -> None:
-        """A-ASSOCIATE response, accept (Evt7)."""
-        self._handle(Input(FsmEvent.EVT7, ac))
+        """A-ASSOCIATE response, accept (Evt7); then the PDUs kept in Sta3 are read."""
+        self._respond(Input(FsmEvent.EVT7, ac))
 
     def reject(self, rj: AAssociateRJ, now: float | None = None) -> None:
         """A-ASSOCIATE response, reject (Evt8); ARTIM then waits for the peer to close."""
         self._set_now(now)
-        self._handle(Input(FsmEvent.EVT8, rj))
+        self._respond(Input(FsmEvent.EVT8, rj))
+
+    def _respond(self, inp: Input) -> None:
+        """Issue a response primitive, unless the peer ended the attempt first (PS3.8 9.2)."""
+        if self._answer_due and self.state is not State.STA3:
+            self._answer_due = False  # the queued Aborted event said it all
+            return
+        self._handle(inp)
+        self._answer_due = False
+        if not self._discard_input:
+            self._read_pdus()
 
     def send_data(self, pdu: PDataTF) -> None:
         """P-DATA request (Evt9)."""

@@ -15,6 +15,8 @@ What this module decides (and the conformance statement repeats):
   1. Application context other than the DICOM one: RJ 1/1/2.
   2. Called AE title not ours (unless any is accepted): RJ 1/1/7.
   3. Too many associations at once: RJ 2/3/2 (transient, local limit exceeded).
+  4. The AC would not fit on the wire (an item over 65,535 bytes, e.g. a
+     user information item answering 1,586 role selections): RJ 1/1/1.
 
 - A presentation context ID proposed twice is answered once, for its first
   proposal; both sides read it that way.
@@ -35,7 +37,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from stellarpacs.errors import RejectResult, RejectSource
+from stellarpacs.errors import LocalProtocolError, RejectResult, RejectSource
+from stellarpacs.ul.codec import encode_pdu
 from stellarpacs.ul.pdus import (
     APPLICATION_CONTEXT_NAME,
     AAssociateAC,
@@ -70,6 +73,10 @@ class RejectReason(Enum):
     APPLICATION_CONTEXT_NOT_SUPPORTED = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 2)
     CALLED_AE_NOT_RECOGNIZED = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 7)
     LOCAL_LIMIT_EXCEEDED = (RejectResult.TRANSIENT, RejectSource.SERVICE_PROVIDER_PRESENTATION, 2)
+    #: The answer cannot be encoded.  Permanent: the same request gets the same
+    #: answer.  Service-user: the AC is what this AE computed, not the ACSE
+    #: provider's doing.  Table 9-21 names no reason that fits, hence reason 1.
+    NO_REASON_GIVEN = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 1)
 
     def pdu(self) -> AAssociateRJ:
         """The A-ASSOCIATE-RJ PDU carrying this reason."""
@@ -229,7 +236,22 @@ def negotiate(
         presentation_contexts=tuple(answers),
         user_information=user_information,
     )
+    if not _encodable(ac):
+        return RejectReason.NO_REASON_GIVEN.pdu(), {}
     return ac, contexts_from_ac(rq, ac)
+
+
+def _encodable(ac: AAssociateAC) -> bool:
+    """Whether the wire can carry ``ac`` (PS3.8 9.3.3: 16-bit item lengths).
+
+    Checked here, before anything is committed, so that the answer is an RJ
+    rather than a response primitive the connection refuses.
+    """
+    try:
+        encode_pdu(ac)
+    except LocalProtocolError:
+        return False
+    return True
 
 
 def contexts_from_ac(rq: AAssociateRQ, ac: AAssociateAC) -> dict[int, PresentationContext]:

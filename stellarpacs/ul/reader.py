@@ -47,6 +47,10 @@ class PDUReader:
             self._pos = 0
         self._buf += data
 
+    def next_type(self) -> int | None:
+        """The PDU-type byte of the next PDU, unchecked, or ``None`` until it arrives."""
+        return self._buf[self._pos] if len(self._buf) > self._pos else None
+
     def next_pdu(self) -> PDU | None:
         """Return the next complete PDU, or ``None`` until more bytes arrive."""
         start = self._pos

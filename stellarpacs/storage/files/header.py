@@ -30,6 +30,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PrivateTransferSyntaxes
 
 from stellarpacs.fileio import read_file_meta
+from stellarpacs.logtext import printable
 from stellarpacs.part10 import FileMeta, Part10Error
 from stellarpacs.storage.errors import UnreadableDataSet
 from stellarpacs.storage.files.layout import instance_relpath
@@ -254,12 +255,12 @@ def _convert(ds: Dataset, tag: int) -> _Converted:
         elem = ds[tag]
         value = elem.value
     except Exception as exc:
-        log.debug("left %08X out of the index: %s", tag, exc)
+        log.debug("left %08X out of the index: %s", tag, printable(exc))
         return _NOTHING
     try:
         return _Converted(_json_entry(elem), value)
     except Exception as exc:
-        log.debug("left %08X out of the indexed header: %s", tag, exc)
+        log.debug("left %08X out of the indexed header: %s", tag, printable(exc))
         return _Converted(None, value)
 
 
@@ -324,7 +325,7 @@ def _json_of(ds: Dataset) -> dict[str, Any]:
                 continue
             out[f"{tag:08X}"] = _json_entry(ds[tag])
         except Exception as exc:
-            log.debug("left %s out of the indexed header: %s", tag, exc)
+            log.debug("left %s out of the indexed header: %s", tag, printable(exc))
     return out
 
 
