@@ -21,8 +21,8 @@ methods the services call, so that no service depends on the driver.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -92,10 +92,14 @@ class Database:
         functions: Sequence[SQLFunction] = (),
     ) -> aiosqlite.Connection:
         """The same connection driven by aiosqlite (its own thread, awaited from the loop)."""
-        connector = functools.partial(
+        # Open in a worker thread first: aiosqlite stops the thread of a connection
+        # that failed to open without waiting for it, and that thread then trips
+        # over an event loop that may be closed by then.  An opened connection is
+        # handed over as it is (check_same_thread is off).
+        db = await asyncio.to_thread(
             self.connect, read_only=read_only, create=create, functions=functions
         )
-        return await aiosqlite.Connection(connector, _ITER_CHUNK)
+        return await aiosqlite.Connection(lambda: db, _ITER_CHUNK)
 
 
 @contextlib.contextmanager
