@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, Incoming, SinkFactory
+from stellarpacs.aio.association import Association
+from stellarpacs.aio.protocols import SinkFactory
 from stellarpacs.aio.retrieve_scu import RetrieveStream, StoreHandler
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.datasets import decode_dataset, encode_dataset
@@ -35,6 +36,7 @@ from stellarpacs.dimse.commands import (
     Message,
     Priority,
 )
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.dimse.status import Service, StatusCategory, category, describe
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.uids import (

@@ -30,9 +30,9 @@ from typing import Any, Final
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.client import DEFAULT_TRANSFER_SYNTAXES, ClientAssociation, ProposedContext
 from stellarpacs.aio.client import connect as _connect
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config
 from stellarpacs.datasets import decode_dataset, encode_dataset
@@ -47,6 +47,7 @@ from stellarpacs.dimse.commands import (
     NSetRQ,
     NSetRSP,
 )
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.uids import (
@@ -279,7 +280,7 @@ def read_event_information(ds: Dataset, event_type_id: int) -> CommitmentReport:
 
 
 async def answer_event_report(
-    association: Association, incoming: Incoming
+    association: AssociationLike, incoming: Incoming
 ) -> CommitmentReport | None:
     """Read a commitment N-EVENT-REPORT-RQ and answer it; the report, or None if refused."""
     request = incoming.command
@@ -324,11 +325,11 @@ class _ReportService:
         self._on_report = on_report
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         report = await answer_event_report(association, incoming)
         if report is not None:
             self._on_report(report)

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming, SinkFactory
+from stellarpacs.aio.protocols import AssociationLike, SinkFactory
 from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import (
     CCancelRQ,
@@ -41,6 +41,7 @@ from stellarpacs.dimse.commands import (
     CStoreRSP,
     Message,
 )
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import DIMSEError
 from stellarpacs.storage.files import TempFile, encode_file_meta
@@ -126,12 +127,12 @@ class StoreHandler(Protocol):
     """Takes the C-STORE-RQs a C-GET SCP sends back on the association (PS3.4 C.4.3.3)."""
 
     def sink(
-        self, association: Association, context: PresentationContext, request: CStoreRQ
+        self, association: AssociationLike, context: PresentationContext, request: CStoreRQ
     ) -> DatasetSink | None:
         """Where the data set's fragments go as they arrive; None gathers it in memory."""
         ...
 
-    async def handle(self, association: Association, incoming: Incoming) -> int:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> int:
         """Finish one received instance; returns the C-STORE-RSP status (PS3.4 B.2.3)."""
         ...
 
@@ -182,7 +183,7 @@ class FolderStoreHandler:
         self.failed: list[tuple[str, str]] = []
 
     def sink(
-        self, association: Association, context: PresentationContext, request: CStoreRQ
+        self, association: AssociationLike, context: PresentationContext, request: CStoreRQ
     ) -> DatasetSink | None:
         uid = request.affected_sop_instance_uid
         final = self.folder / (uid_component(uid) + INSTANCE_SUFFIX)
@@ -200,7 +201,7 @@ class FolderStoreHandler:
         except OSError as error:
             return _FileSink(None, final, str(error))
 
-    async def handle(self, association: Association, incoming: Incoming) -> int:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> int:
         request = incoming.command
         assert isinstance(request, CStoreRQ)
         sink = incoming.sink
@@ -226,7 +227,7 @@ def _sink_factory(handler: StoreHandler, previous: SinkFactory | None) -> SinkFa
     """The association's sink factory while a C-GET runs: C-STORE-RQs go to ``handler``."""
 
     def factory(
-        association: Association, context: PresentationContext, command: Message
+        association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         if isinstance(command, CStoreRQ):
             return handler.sink(association, context, command)
@@ -264,7 +265,7 @@ class RetrieveStream:
         self._previous_factory: SinkFactory | None = None
 
     @property
-    def association(self) -> Association:
+    def association(self) -> AssociationLike:
         return self.client.association
 
     async def start(self) -> None:

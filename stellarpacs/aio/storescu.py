@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from stellarpacs.aio.association import Association
 from stellarpacs.aio.client import ClientAssociation, ProposedContext
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted, DIMSEError
@@ -171,7 +171,7 @@ def propose_contexts(items: Sequence[StoreItem]) -> list[ProposedContext]:
 
 
 def _pick_context(
-    association: Association, item: StoreItem, scp_role_only: bool = False
+    association: AssociationLike, item: StoreItem, scp_role_only: bool = False
 ) -> PresentationContext | None:
     exact = None
     fallback = None
@@ -200,7 +200,7 @@ def _open_at(path: Path, offset: int) -> tuple[BinaryIO, bytes]:
 
 
 async def _stream_file(
-    association: Association, context_id: int, request: CStoreRQ, item: StoreItem
+    association: AssociationLike, context_id: int, request: CStoreRQ, item: StoreItem
 ) -> str:
     """Send ``request`` with the file's data set read 1 MiB at a time; "" or why not sent.
 
@@ -314,7 +314,7 @@ def transcode(path: Path, transfer_syntax: str) -> bytes:
 
 
 async def send_item(
-    association: Association,
+    association: AssociationLike,
     item: StoreItem,
     *,
     dimse_timeout: float = 60.0,
@@ -355,7 +355,7 @@ async def send_item(
 
 
 async def _await_response(
-    association: Association, request: CStoreRQ, item: StoreItem, dimse_timeout: float
+    association: AssociationLike, request: CStoreRQ, item: StoreItem, dimse_timeout: float
 ) -> StoreResult:
     try:
         async with asyncio.timeout(dimse_timeout or None):
@@ -372,7 +372,7 @@ async def _await_response(
 
 
 async def send_all(
-    association: Association,
+    association: AssociationLike,
     items: Sequence[StoreItem],
     *,
     dimse_timeout: float = 60.0,

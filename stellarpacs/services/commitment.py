@@ -44,7 +44,6 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar, Final
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.client import DEFAULT_TRANSFER_SYNTAXES, ClientAssociation, ProposedContext
 from stellarpacs.aio.client import connect as _connect
 from stellarpacs.aio.nclient import (
@@ -56,10 +55,12 @@ from stellarpacs.aio.nclient import (
     event_information,
     read_action_information,
 )
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.config import Config
 from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
 from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
 from stellarpacs.storage.archive import Archive
@@ -466,11 +467,11 @@ class CommitmentService:
         )
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, NActionRQ)
         try:
@@ -494,7 +495,7 @@ class CommitmentService:
         if kept is not None:
             self.worker.submit(kept)  # after the response: the requester hears us first
 
-    async def _take(self, association: Association, incoming: Incoming) -> CommitmentRequest:
+    async def _take(self, association: AssociationLike, incoming: Incoming) -> CommitmentRequest:
         """Check and keep one request; DIMSEError with the status otherwise."""
         request = incoming.command
         assert isinstance(request, NActionRQ)

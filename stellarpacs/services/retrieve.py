@@ -30,8 +30,8 @@ from types import MappingProxyType
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.client import ClientAssociation, connect
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.storescu import (
     StoreItem,
     StoreResult,
@@ -43,6 +43,7 @@ from stellarpacs.aio.storescu import (
 from stellarpacs.config import Config
 from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.storage.archive import Archive
@@ -117,11 +118,11 @@ class _RetrieveBase:
         self.roles: Mapping[str, Role] = MappingProxyType({})
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CMoveRQ | CGetRQ)
         try:
@@ -152,7 +153,7 @@ class _RetrieveBase:
 
     async def _suboperations(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         records: list[InstanceRecord],
         counts: _Counts,
@@ -173,9 +174,9 @@ class _RetrieveBase:
 
     async def _send_all(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
-        sender: Association,
+        sender: AssociationLike,
         items: list[StoreItem],
         counts: _Counts,
         *,
@@ -212,7 +213,7 @@ class _RetrieveBase:
 
     async def _store(
         self,
-        sender: Association,
+        sender: AssociationLike,
         item: StoreItem,
         data: bytes | None,
         originator: tuple[str, int] | None,
@@ -237,7 +238,7 @@ class _RetrieveBase:
 
     async def _final(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         status: int,
         counts: _Counts | None,
@@ -247,7 +248,7 @@ class _RetrieveBase:
 
     async def _respond(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         status: int,
         counts: _Counts | None,
@@ -334,7 +335,7 @@ class MoveService(_RetrieveBase):
 
     async def _suboperations(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         records: list[InstanceRecord],
         counts: _Counts,
@@ -399,7 +400,7 @@ class GetService(_RetrieveBase):
 
     async def _suboperations(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         records: list[InstanceRecord],
         counts: _Counts,

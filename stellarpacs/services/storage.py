@@ -20,9 +20,10 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.storage.archive import Archive, IncomingInstance
 from stellarpacs.uids import STORAGE_TRANSFER_SYNTAXES
@@ -88,7 +89,7 @@ class StorageService:
         self.abstract_syntaxes = storage_syntaxes(config)
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         assert isinstance(command, CStoreRQ)
         refusal = _refusal(context, command)
@@ -102,7 +103,7 @@ class StorageService:
         )
         return _ArchiveSink(incoming)
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CStoreRQ)
         status, comment = await self._store(request, incoming)

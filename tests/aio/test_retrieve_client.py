@@ -261,9 +261,9 @@ def test_get_contexts_ask_for_the_scp_role_one_syntax_each() -> None:
 
 
 def test_retrieve_response_reads_counts_and_failed_uids() -> None:
-    from stellarpacs.aio.association import Incoming
     from stellarpacs.datasets import encode_dataset
     from stellarpacs.dimse.commands import CMoveRSP
+    from stellarpacs.dimse.events import Incoming
     from stellarpacs.ul.negotiation import PresentationContext
 
     ds = Dataset()

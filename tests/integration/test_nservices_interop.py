@@ -28,7 +28,6 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.client import ProposedContext, connect
 from stellarpacs.aio.nclient import (
     CommitmentListener,
@@ -39,10 +38,12 @@ from stellarpacs.aio.nclient import (
     mpps_create,
     mpps_set,
 )
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.registry import ServiceSet, default_services
@@ -460,11 +461,11 @@ class _SameAssociationSCP:
         self.acknowledged: list[int] = []
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         rq = incoming.command
         assert isinstance(rq, NActionRQ)
         context = incoming.context

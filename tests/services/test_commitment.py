@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Incoming
 from stellarpacs.aio.nclient import (
     CommitmentListener,
     FailureReason,
@@ -23,6 +22,7 @@ from stellarpacs.aio.nclient import (
 from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NActionRQ, NActionRSP
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.services.commitment import CommitmentService, DeliveryWorker, assess
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.nservices import CommitmentRequest, CommitmentState, NServiceStore

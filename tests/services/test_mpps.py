@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Incoming
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.errors import DIMSEError
 from stellarpacs.services.mpps import (
     MAY_NO_LONGER_BE_UPDATED,
@@ -79,7 +79,7 @@ def test_final_states_have_no_way_out() -> None:
 
 
 class FakeAssociation:
-    """What a handler uses of an Association: the calling AE and ``send``."""
+    """What a handler uses of an association: the calling AE and ``send``."""
 
     calling_ae_title = "MODALITY"
 

@@ -18,9 +18,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
-from stellarpacs.aio.association import Association, Incoming
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.services.query import FindService, response_charset
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.index import row_from_dataset
@@ -40,7 +41,7 @@ IMPLICIT, EXPLICIT = IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN
 
 
 class Recorder:
-    """Stands for an Association: keeps what is sent; can cancel after some responses."""
+    """Stands for an association: keeps what is sent; can cancel after some responses."""
 
     calling_ae_title = "SCU"
 
@@ -112,7 +113,7 @@ async def find(
     recorder = recorder or Recorder()
     context = PresentationContext(3, model, ts)
     rq = CFindRQ(message_id=message_id, affected_sop_class_uid=command_model or model)
-    await service.handle(cast(Association, recorder), Incoming(context, rq, data))
+    await service.handle(cast(AssociationLike, recorder), Incoming(context, rq, data))
     return recorder
 
 
