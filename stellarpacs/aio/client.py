@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,7 @@ from stellarpacs.dimse.commands import (
     Priority,
 )
 from stellarpacs.dimse.events import Incoming
+from stellarpacs.dimse.matching import Mismatch, expect_response
 from stellarpacs.dimse.status import Service, StatusCategory, category, describe
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.uids import (
@@ -119,6 +120,11 @@ def build_request(
     )
 
 
+def _unexpected(operation: str, incoming: Incoming) -> Callable[[Mismatch], DIMSEError]:
+    """The error of an answer that does not answer a C-ECHO or C-FIND (0xC000)."""
+    return lambda _: DIMSEError(0xC000, f"unexpected answer to {operation}: {incoming.command!r}")
+
+
 class ClientAssociation:
     """An association we requested; an async context manager that releases on exit."""
 
@@ -157,9 +163,7 @@ class ClientAssociation:
         context = self.association.context_for(VERIFICATION)
         rq = CEchoRQ(message_id=self.association.next_message_id())
         incoming = await self.request(context.context_id, rq)
-        rsp = incoming.command
-        if not isinstance(rsp, CEchoRSP) or rsp.message_id_being_responded_to != rq.message_id:
-            raise DIMSEError(0xC000, f"unexpected answer to C-ECHO: {rsp!r}")
+        rsp = expect_response(rq, incoming, CEchoRSP, _unexpected("C-ECHO", incoming))
         return rsp.status
 
     async def find(
@@ -186,13 +190,7 @@ class ClientAssociation:
         try:
             while not done:
                 incoming = await self.response()
-                rsp = incoming.command
-                if (
-                    not isinstance(rsp, CFindRSP)
-                    or rsp.message_id_being_responded_to != rq.message_id
-                ):
-                    done = True
-                    raise DIMSEError(0xC000, f"unexpected answer to C-FIND: {rsp!r}")
+                rsp = expect_response(rq, incoming, CFindRSP, _unexpected("C-FIND", incoming))
                 kind = category(rsp.status)
                 if kind is StatusCategory.PENDING:
                     if incoming.dataset is not None:

@@ -48,6 +48,7 @@ from stellarpacs.dimse.commands import (
     NSetRSP,
 )
 from stellarpacs.dimse.events import DatasetSink, Incoming
+from stellarpacs.dimse.matching import expect_response
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.uids import (
@@ -421,12 +422,10 @@ async def request_commitment(
     )
     encoded = encode_dataset(dataset, context.transfer_syntax)
     incoming = await client.request(context.context_id, request, encoded)
-    response = incoming.command
-    if (
-        not isinstance(response, NActionRSP)
-        or response.message_id_being_responded_to != request.message_id
-    ):
-        raise DIMSEError(Status.PROCESSING_FAILURE, f"unexpected answer to N-ACTION: {response!r}")
+    text = f"unexpected answer to N-ACTION: {incoming.command!r}"
+    response = expect_response(
+        request, incoming, NActionRSP, lambda _: DIMSEError(Status.PROCESSING_FAILURE, text)
+    )
     if response.status != Status.SUCCESS:
         why = response.error_comment or describe(response.status)
         raise DIMSEError(response.status, f"storage commitment refused: {why}")
@@ -530,12 +529,10 @@ async def _n_request(
     context = association.context_for(MPPS)
     encoded = encode_dataset(dataset, context.transfer_syntax)
     incoming = await client.request(context.context_id, message, encoded)
-    response = incoming.command
-    if (
-        not isinstance(response, expected)
-        or response.message_id_being_responded_to != message.message_id
-    ):
-        raise DIMSEError(Status.PROCESSING_FAILURE, f"unexpected answer: {response!r}")
+    text = f"unexpected answer: {incoming.command!r}"
+    response = expect_response(
+        message, incoming, expected, lambda _: DIMSEError(Status.PROCESSING_FAILURE, text)
+    )
     attributes = None
     if incoming.dataset:
         attributes = decode_dataset(incoming.dataset, context.transfer_syntax)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,7 @@ from stellarpacs.dimse.commands import (
     Message,
 )
 from stellarpacs.dimse.events import DatasetSink, Incoming
+from stellarpacs.dimse.matching import Mismatch, expect_response
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import DIMSEError
 from stellarpacs.storage.files import TempFile, encode_file_meta
@@ -236,6 +238,11 @@ def _sink_factory(handler: StoreHandler, previous: SinkFactory | None) -> SinkFa
     return factory
 
 
+def _unexpected(command: Message) -> Callable[[Mismatch], DIMSEError]:
+    """The error of a message that neither answers the retrieve nor is a sub-operation."""
+    return lambda _: DIMSEError(0xC000, f"unexpected message during the retrieve: {command!r}")
+
+
 # --- the response stream ----------------------------------------------------------------------
 
 
@@ -260,6 +267,10 @@ class RetrieveStream:
         self.identifier = identifier
         self.handler = handler
         self.final: RetrieveResponse | None = None
+        #: What answers the request (PS3.7 9.3.3.2, 9.3.4.2).
+        self.response_class: type[CMoveRSP] | type[CGetRSP] = (
+            CMoveRSP if isinstance(request, CMoveRQ) else CGetRSP
+        )
         self._started = False
         self._cancel_sent = False
         self._previous_factory: SinkFactory | None = None
@@ -301,15 +312,11 @@ class RetrieveStream:
                 if isinstance(command, CStoreRQ):
                     await self._store(incoming, command)
                     continue
-                if (
-                    isinstance(command, CMoveRSP | CGetRSP)
-                    and command.message_id_being_responded_to == self.request.message_id
-                ):
-                    response = RetrieveResponse.of(incoming)
-                    if not response.pending:
-                        self._finish(response)
-                    return response
-                raise DIMSEError(0xC000, f"unexpected message during the retrieve: {command!r}")
+                expect_response(self.request, incoming, self.response_class, _unexpected(command))
+                response = RetrieveResponse.of(incoming)
+                if not response.pending:
+                    self._finish(response)
+                return response
         except asyncio.CancelledError:
             raise  # still open: the next operation on the association cancels and drains it
         except BaseException:

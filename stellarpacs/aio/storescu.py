@@ -25,6 +25,7 @@ from stellarpacs.aio.client import ClientAssociation, ProposedContext
 from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
+from stellarpacs.dimse.matching import Mismatch, expect_response
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.storage.files import encode_file_meta
 from stellarpacs.storage.paths import INSTANCE_SUFFIX, uid_component
@@ -363,11 +364,13 @@ async def _await_response(
     except TimeoutError:
         association.abort()
         return StoreResult(item, None, f"no C-STORE-RSP within {dimse_timeout} s")
-    if incoming is None or not isinstance(incoming.command, CStoreRSP):
-        raise DIMSEError(0xC000, f"unexpected answer to C-STORE: {incoming!r}")
-    response = incoming.command
-    if response.message_id_being_responded_to != request.message_id:
-        raise DIMSEError(0xC000, "C-STORE-RSP answers another message ID")
+
+    def unexpected(why: Mismatch) -> DIMSEError:
+        if why is Mismatch.MESSAGE_ID:
+            return DIMSEError(0xC000, "C-STORE-RSP answers another message ID")
+        return DIMSEError(0xC000, f"unexpected answer to C-STORE: {incoming!r}")
+
+    response = expect_response(request, incoming, CStoreRSP, unexpected)
     return StoreResult(item, response.status, response.error_comment or "")
 
 

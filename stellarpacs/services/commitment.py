@@ -61,6 +61,7 @@ from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
 from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
 from stellarpacs.dimse.events import DatasetSink, Incoming
+from stellarpacs.dimse.matching import expect_response
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
 from stellarpacs.storage.archive import Archive
@@ -367,12 +368,8 @@ async def _send_report(client: ClientAssociation, report: CommitmentReport) -> N
     )
     dataset = encode_dataset(event_information(report), context.transfer_syntax)
     incoming = await client.request(context.context_id, request, dataset)
-    response = incoming.command
-    if (
-        not isinstance(response, _EventRSP)
-        or response.message_id_being_responded_to != request.message_id
-    ):
-        raise _Undeliverable(f"unexpected answer to N-EVENT-REPORT: {type(response).__name__}")
+    text = f"unexpected answer to N-EVENT-REPORT: {type(incoming.command).__name__}"
+    response = expect_response(request, incoming, _EventRSP, lambda _: _Undeliverable(text))
     if response.status != Status.SUCCESS:
         raise _Undeliverable(f"the requester answered {describe(response.status)}")
 
