@@ -7,7 +7,8 @@ import asyncio
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+from stellarpacs.aio.client import ClientAssociation, connect
+from stellarpacs.aio.scu.contexts import ProposedContext
 
 __all__ = ["add_peer_flags", "connect_peer", "run"]
 

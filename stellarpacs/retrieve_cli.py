@@ -16,8 +16,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.client import ProposedContext, get_contexts
-from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
+from stellarpacs.aio.scu.contexts import ProposedContext, get_contexts
+from stellarpacs.aio.scu.retrieve import FolderStoreHandler, RetrieveResponse, RetrieveStream
 from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import Service, StatusCategory, describe
 from stellarpacs.query_cli import build_identifier

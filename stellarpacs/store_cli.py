@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext
-from stellarpacs.aio.storescu import StoreResult, scan_paths, store_paths
+from stellarpacs.aio.client import ClientAssociation
+from stellarpacs.aio.scu.contexts import ProposedContext
+from stellarpacs.aio.scu.store import StoreResult, scan_paths, store_paths
 from stellarpacs.cli_support import add_peer_flags, connect_peer, run
 from stellarpacs.dimse.status import StatusCategory, category, describe
 

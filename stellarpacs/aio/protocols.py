@@ -19,7 +19,7 @@ from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.ul.negotiation import PresentationContext
 
 if TYPE_CHECKING:
-    from stellarpacs.aio.retrieve_scu import RetrieveStream
+    from stellarpacs.aio.scu.retrieve import RetrieveStream
 
 __all__ = ["AssociationLike", "ClientLike", "SinkFactory"]
 

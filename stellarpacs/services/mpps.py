@@ -35,7 +35,6 @@ from typing import Any, ClassVar, Final
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.nclient import new_uid
 from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import Message, NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
@@ -48,6 +47,7 @@ from stellarpacs.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     MPPS,
     is_valid_uid,
+    new_uid,
 )
 from stellarpacs.ul.negotiation import PresentationContext, Role
 

@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset
 
 from stellarpacs.aio.client import ClientAssociation, connect
 from stellarpacs.aio.protocols import AssociationLike
-from stellarpacs.aio.storescu import (
+from stellarpacs.aio.scu.store import (
     StoreItem,
     StoreResult,
     propose_contexts,

@@ -17,9 +17,9 @@ from types import MappingProxyType
 import pytest
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.client import ProposedContext, get_contexts
 from stellarpacs.aio.protocols import AssociationLike
-from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse
+from stellarpacs.aio.scu.contexts import ProposedContext, get_contexts
+from stellarpacs.aio.scu.retrieve import FolderStoreHandler, RetrieveResponse
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP, Message

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from stellarpacs.aio.protocols import AssociationLike, SinkFactory
+from stellarpacs.aio.protocols import AssociationLike, ClientLike, SinkFactory
 from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import (
     CCancelRQ,
@@ -53,9 +53,6 @@ from stellarpacs.uids import (
     IMPLEMENTATION_VERSION_NAME,
 )
 from stellarpacs.ul.negotiation import PresentationContext
-
-if TYPE_CHECKING:
-    from stellarpacs.aio.client import ClientAssociation
 
 __all__ = [
     "FolderStoreHandler",
@@ -255,7 +252,7 @@ class RetrieveStream:
 
     def __init__(
         self,
-        client: ClientAssociation,
+        client: ClientLike,
         context: PresentationContext,
         request: CMoveRQ | CGetRQ,
         identifier: bytes,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext
-from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.protocols import AssociationLike, ClientLike
+from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.dimse.matching import Mismatch, expect_response
@@ -364,13 +364,11 @@ async def _await_response(
     except TimeoutError:
         association.abort()
         return StoreResult(item, None, f"no C-STORE-RSP within {dimse_timeout} s")
-
-    def unexpected(why: Mismatch) -> DIMSEError:
-        if why is Mismatch.MESSAGE_ID:
-            return DIMSEError(0xC000, "C-STORE-RSP answers another message ID")
-        return DIMSEError(0xC000, f"unexpected answer to C-STORE: {incoming!r}")
-
-    response = expect_response(request, incoming, CStoreRSP, unexpected)
+    other_id = DIMSEError(0xC000, "C-STORE-RSP answers another message ID")
+    other = DIMSEError(0xC000, f"unexpected answer to C-STORE: {incoming!r}")
+    response = expect_response(
+        request, incoming, CStoreRSP, lambda why: other_id if why is Mismatch.MESSAGE_ID else other
+    )
     return StoreResult(item, response.status, response.error_comment or "")
 
 
@@ -463,7 +461,7 @@ def _groups(items: Sequence[StoreItem], limit: int = 128) -> list[list[StoreItem
 
 async def store_paths(
     items: Sequence[StoreItem],
-    connect_association: Callable[[list[ProposedContext]], Awaitable[ClientAssociation]],
+    connect_association: Callable[[list[ProposedContext]], Awaitable[ClientLike]],
     *,
     on_result: Callable[[StoreResult], None] | None = None,
 ) -> list[StoreResult]:
