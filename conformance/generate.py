@@ -26,10 +26,10 @@ from pathlib import Path
 
 import stellarpacs
 from stellarpacs import uids
-from stellarpacs.aio.client import ProposedContext, build_request
 from stellarpacs.aio.handler import ServiceHandler
+from stellarpacs.aio.scu.contexts import ProposedContext, build_request
+from stellarpacs.aio.scu.store import StoreItem, propose_contexts
 from stellarpacs.aio.server import Server
-from stellarpacs.aio.storescu import StoreItem, propose_contexts
 from stellarpacs.config import Config, describe_keys
 from stellarpacs.dimse.commands import (
     COMMAND_NAMES,

@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from stellarpacs import Config, Server, connect
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.handler import ServiceHandler
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
@@ -37,11 +38,11 @@ class CountingEcho:
         self.counts: Counter[str] = Counter()
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None  # C-ECHO carries no data set
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CEchoRQ)  # the Server dispatches by request class
         self.counts[association.calling_ae_title] += 1

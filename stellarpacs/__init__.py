@@ -13,8 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+    from stellarpacs.aio.client import ClientAssociation, connect
     from stellarpacs.aio.handler import ServiceHandler
+    from stellarpacs.aio.scu.contexts import ProposedContext
     from stellarpacs.aio.server import Server
     from stellarpacs.config import Config, RemoteAE, load_config
     from stellarpacs.errors import (
@@ -52,7 +53,7 @@ __version__ = "1.3.0"
 
 _HOMES = {
     "ClientAssociation": "stellarpacs.aio.client",
-    "ProposedContext": "stellarpacs.aio.client",
+    "ProposedContext": "stellarpacs.aio.scu.contexts",
     "connect": "stellarpacs.aio.client",
     "Server": "stellarpacs.aio.server",
     "ServiceHandler": "stellarpacs.aio.handler",

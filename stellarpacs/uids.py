@@ -19,6 +19,7 @@ their UIDs in the ``storage_sop_classes`` configuration key.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -75,6 +76,7 @@ __all__ = [
     "TransferSyntax",
     "is_valid_uid",
     "name_of",
+    "new_uid",
 ]
 
 
@@ -674,3 +676,8 @@ def name_of(uid: str) -> str:
 def is_valid_uid(uid: str) -> bool:
     """Whether ``uid`` is a syntactically valid UID (PS3.5 9.1): at most 64 characters."""
     return len(uid) <= 64 and _UID_PATTERN.fullmatch(uid) is not None
+
+
+def new_uid() -> str:
+    """A fresh UID under the UUID-derived root 2.25 (PS3.5 B.2): no registered root needed."""
+    return f"2.25.{uuid.uuid4().int}"

@@ -1,12 +1,16 @@
-"""An established association, on either side: DIMSE messages in and out.
+"""An established association on asyncio, on either side: the inbox, the futures, the sends.
 
-Received P-DATA goes through the sans-I/O :class:`MessageAssembler`.  When a
-command that carries a data set arrives, the owner's *sink factory* is asked,
-synchronously, where its fragments should go (a storage handler answers with
-a temporary file), and each fragment is written there as it arrives, inside
-``data_received``: no queue, no task switch and no copy per fragment, so a
-2 GB C-STORE never sits in memory.  Without a sink, the data set is gathered
-in memory up to a bound (identifiers of C-FIND, C-MOVE, N-ACTION...).
+Everything that is protocol state (Message IDs, response matching, C-CANCEL,
+which message a data set belongs to, release collisions, the idle limit)
+lives in the sans-I/O :class:`~stellarpacs.dimse.association.DIMSEAssociation`;
+this adapter only queues its events for coroutines and paces the sends.
+
+When a command that carries a data set arrives, the owner's *sink factory*
+is asked, synchronously, where its fragments should go (a storage handler
+answers with a temporary file), and each fragment is written there as it
+arrives, inside ``data_received``: no queue, no task switch and no copy per
+fragment, so a 2 GB C-STORE never sits in memory.  Without a sink, the data
+set is gathered in memory up to a bound (identifiers of C-FIND, C-MOVE...).
 
 Complete messages queue in an inbox that :meth:`Association.receive` reads;
 reading from the socket pauses while the inbox is full (back-pressure).
@@ -16,110 +20,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import AsyncIterable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING
 
-from stellarpacs.dimse.command_codec import encode_command
-from stellarpacs.dimse.commands import CCancelRQ, Message
-from stellarpacs.dimse.fragments import (
-    CommandReceived,
-    DatasetFragment,
-    DatasetFragmenter,
-    MessageAssembler,
-    fragment_message,
+from stellarpacs.dimse.association import DIMSEAssociation
+from stellarpacs.dimse.commands import Message
+from stellarpacs.dimse.events import (
+    Closed,
+    DatasetSink,
+    DIMSEEvent,
+    Incoming,
+    MessageCounts,
+    ReleaseIndicated,
 )
-from stellarpacs.errors import (
-    AbortReason,
-    AssociationAborted,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+from stellarpacs.dimse.fragments import DatasetFragmenter
+from stellarpacs.errors import AssociationAborted
 from stellarpacs.logtext import printable
-from stellarpacs.ul.connection import (
-    Aborted,
-    Connection,
-    ConnectionEvent,
-    DataReceived,
-    ReleaseConfirmed,
-    ReleaseRequested,
-)
+from stellarpacs.ul.connection import Connection
 from stellarpacs.ul.fsm import State
 from stellarpacs.ul.negotiation import PresentationContext
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRQ, PDataTF
 
 if TYPE_CHECKING:
-    from stellarpacs.aio.transport import ULProtocol
+    from stellarpacs.aio.protocols import SinkFactory
+    from stellarpacs.aio.transport import Machine, ULProtocol
 
-__all__ = ["Association", "DatasetSink", "Incoming", "SinkFactory"]
+__all__ = ["Association"]
 
 log = logging.getLogger("stellarpacs.association")
 
-#: Largest data set gathered in memory when no sink takes it.
-MAX_IN_MEMORY_DATASET = 64 * 1024 * 1024
 #: Complete messages waiting before reading pauses.
 INBOX_HIGH_WATER = 8
 #: Bytes of P-DATA queued on the transport before a sender waits for it to drain.
 SEND_BATCH = 256 * 1024
-
-
-class DatasetSink(Protocol):
-    """Where the fragments of one received data set go, in order."""
-
-    def write(self, data: bytes) -> None:
-        """Take one fragment; called on the event loop, so it must not block long."""
-
-    def abandon(self) -> None:
-        """The association ended before the last fragment: drop what was written."""
-
-
-SinkFactory = Callable[["Association", PresentationContext, Message], DatasetSink | None]
-
-
-class _MemorySink:
-    """Gathers a small data set; refuses to grow past :data:`MAX_IN_MEMORY_DATASET`."""
-
-    __slots__ = ("parts", "size")
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > MAX_IN_MEMORY_DATASET:
-            raise RemoteProtocolError(
-                f"data set over {MAX_IN_MEMORY_DATASET} bytes where none was expected",
-                AbortReason.NOT_SPECIFIED,
-            )
-        self.parts.append(data)
-
-    def abandon(self) -> None:
-        self.parts.clear()
-
-
-@dataclass(slots=True)
-class Incoming:
-    """One received DIMSE message.
-
-    ``dataset`` holds the data set when it was gathered in memory; when a
-    sink took the fragments, ``sink`` is that sink and ``dataset`` is None.
-    """
-
-    context: PresentationContext
-    command: Message
-    dataset: bytes | None = None
-    sink: DatasetSink | None = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    context: PresentationContext
-    command: Message
-    sink: DatasetSink | None
-    memory: _MemorySink | None = None
 
 
 class _End:
@@ -129,15 +63,8 @@ class _End:
         self.error = error
 
 
-@dataclass(slots=True)
-class _Stats:
-    started: float = field(default_factory=time.monotonic)
-    messages_in: int = 0
-    messages_out: int = 0
-
-
 class Association:
-    """The DIMSE view of one established association (PS3.7 7, 8)."""
+    """The DIMSE view of one established association (PS3.7 7, 8), on asyncio."""
 
     def __init__(
         self,
@@ -146,36 +73,70 @@ class Association:
         response: AAssociateAC,
         contexts: dict[int, PresentationContext],
         sink_factory: SinkFactory | None = None,
+        *,
+        idle_timeout: float = 0.0,
     ) -> None:
-        self.connection = connection
-        self.request = request
-        self.response = response
-        self.contexts = contexts
+        self._loop = asyncio.get_running_loop()
+        self.core = DIMSEAssociation(
+            connection,
+            request,
+            response,
+            contexts,
+            now=self._loop.time(),
+            idle_timeout=idle_timeout,
+            sink_for=self._sink_for,
+        )
         self.sink_factory = sink_factory
-        peer_info = response.user_information if connection.requestor else request.user_information
-        #: The peer's Maximum Length (PS3.8 D.1); 0 means no limit.
-        self.peer_max_pdu = peer_info.maximum_length or 0
-        self.stats = _Stats()
-        self._assembler = MessageAssembler()
-        self._pending: _Pending | None = None
         self._inbox: deque[Incoming | _End] = deque()
         self._inbox_ready = asyncio.Event()
-        self._released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._message_id = 0
-        #: Message IDs of requests the peer asked to cancel (C-CANCEL, PS3.7 9.3.2.3).
-        self.cancelled: set[int] = set()
-        self.end_reason = ""
+        self._released: asyncio.Future[None] = self._loop.create_future()
         self.protocol: ULProtocol | None = None
 
-    # --- identity -----------------------------------------------------------------
+    # --- identity, read from the core -------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        return self.core.connection
+
+    @property
+    def request(self) -> AAssociateRQ:
+        return self.core.request
+
+    @property
+    def response(self) -> AAssociateAC:
+        return self.core.response
+
+    @property
+    def contexts(self) -> dict[int, PresentationContext]:
+        return self.core.contexts
+
+    @property
+    def peer_max_pdu(self) -> int:
+        return self.core.peer_max_pdu
 
     @property
     def calling_ae_title(self) -> str:
-        return self.request.calling_ae_title
+        return self.core.calling_ae_title
 
     @property
     def called_ae_title(self) -> str:
-        return self.request.called_ae_title
+        return self.core.called_ae_title
+
+    @property
+    def cancelled(self) -> set[int]:
+        return self.core.cancelled
+
+    @property
+    def stats(self) -> MessageCounts:
+        return self.core.counts
+
+    @property
+    def end_reason(self) -> str:
+        return self.core.end_reason
+
+    @property
+    def idle_expired(self) -> bool:
+        return self.core.idle_expired
 
     @property
     def peer(self) -> tuple[str, int]:
@@ -183,76 +144,40 @@ class Association:
 
     @property
     def is_established(self) -> bool:
-        return self.connection.state is State.STA6
+        return self.core.state is State.STA6
 
     def next_message_id(self) -> int:
-        """A fresh Message ID (PS3.7 9.1.1.1: unique among outstanding requests)."""
-        self._message_id = self._message_id % 0xFFFF + 1
-        return self._message_id
+        return self.core.next_message_id()
 
     def context_for(
         self, abstract_syntax: str, transfer_syntax: str | None = None
     ) -> PresentationContext:
-        """An accepted context for ``abstract_syntax`` (and ``transfer_syntax`` if given)."""
-        for context in self.contexts.values():
-            if context.abstract_syntax == abstract_syntax and (
-                transfer_syntax is None or context.transfer_syntax == transfer_syntax
-            ):
-                return context
-        raise LocalProtocolError(f"no accepted presentation context for {abstract_syntax}")
+        return self.core.context_for(abstract_syntax, transfer_syntax)
 
-    # --- events from the upper layer ----------------------------------------------
+    # --- events from the core ---------------------------------------------------------
 
-    def handle_event(self, event: ConnectionEvent) -> None:
-        """Called by the transport pump for every upper layer event after establishment."""
-        if isinstance(event, DataReceived):
-            try:
-                for item in self._assembler.receive(event.pdu):
-                    self._on_dimse(item)
-            except RemoteProtocolError as error:
-                self._protocol_abort(error)
-        elif isinstance(event, ReleaseRequested):
-            self._on_release_request(event)
-        elif isinstance(event, ReleaseConfirmed):
-            self._on_release_confirmed()
-        elif isinstance(event, Aborted):
-            self._on_aborted(event)
+    def _sink_for(self, context: PresentationContext, command: Message) -> DatasetSink | None:
+        factory = self.sink_factory  # read at each command: a C-GET swaps it
+        return factory(self, context, command) if factory is not None else None
 
-    def _on_dimse(self, item: CommandReceived | DatasetFragment) -> None:
-        if isinstance(item, DatasetFragment):
-            pending = self._pending
-            assert pending is not None  # the assembler guarantees a command came first
-            sink = pending.sink if pending.sink is not None else pending.memory
-            assert sink is not None
-            sink.write(item.data)
-            if item.is_last:
-                self._pending = None
-                self._deliver(pending)
-            return
-        context = self.contexts.get(item.context_id)
-        if context is None:
-            raise RemoteProtocolError(
-                f"message on presentation context {item.context_id}, which was not accepted",
-                AbortReason.UNEXPECTED_PDU_PARAMETER,
-            )
-        if isinstance(item.message, CCancelRQ):
-            # Not queued: the operation it cancels is running and checks this set.
-            self.cancelled.add(item.message.message_id_being_responded_to)
-            return
-        pending = _Pending(context, item.message, None)
-        if not item.has_dataset:
-            self._deliver(pending)
-            return
-        if self.sink_factory is not None:
-            pending.sink = self.sink_factory(self, context, item.message)
-        if pending.sink is None:
-            pending.memory = _MemorySink()
-        self._pending = pending
+    def _on_event(self, event: DIMSEEvent) -> None:
+        if isinstance(event, Incoming):
+            self._push(event)
+        elif isinstance(event, ReleaseIndicated):
+            self._push(_End(None))  # answered when receive() reaches it
+        else:
+            self._on_closed(event)
 
-    def _deliver(self, pending: _Pending) -> None:
-        dataset = b"".join(pending.memory.parts) if pending.memory is not None else None
-        self.stats.messages_in += 1
-        self._push(Incoming(pending.context, pending.command, dataset, pending.sink))
+    def _on_closed(self, event: Closed) -> None:
+        if event.protocol_error is not None:
+            log.warning("A-ABORT to %s:%s: %s", *self.peer, printable(event.protocol_error))
+        if not self._released.done():
+            if event.error is None:
+                self._released.set_result(None)
+            else:
+                self._released.set_exception(event.error)
+                self._released.exception()  # mark retrieved: nobody may be waiting
+        self._push(_End(event.error))
 
     def _push(self, item: Incoming | _End) -> None:
         self._inbox.append(item)
@@ -260,53 +185,17 @@ class Association:
         if len(self._inbox) >= INBOX_HIGH_WATER and self.protocol is not None:
             self.protocol.pause()
 
-    def _on_release_request(self, event: ReleaseRequested) -> None:
-        if event.collision and self.connection.requestor:
-            self.connection.release_response()  # AR-9: the requestor answers first
-            return
-        if not event.collision:
-            self._push(_End(None))
-
-    def _on_release_confirmed(self) -> None:
-        if self.connection.state is State.STA12:
-            self.connection.release_response()  # acceptor side of a collision (AR-4)
-        self.end_reason = self.end_reason or "released"
-        if not self._released.done():
-            self._released.set_result(None)
-        self._push(_End(None))
-
-    def _abandon_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None and pending.sink is not None:
-            pending.sink.abandon()
-
-    def _on_aborted(self, event: Aborted) -> None:
-        self._abandon_pending()
-        who = "peer" if event.by_peer_user else "provider"
-        if event.source is None:
-            detail = "connection closed without release"
+    def _pump(self) -> None:
+        if self.protocol is not None:
+            self.protocol.pump()
         else:
-            detail = f"A-ABORT source {event.source} reason {event.reason} ({who})"
-        if self.connection.last_error is not None:
-            # The peer broke PS3.8 and we sent this A-ABORT (AA-8): say what it broke.
-            detail = f"{detail}: {self.connection.last_error}"
-        self.end_reason = self.end_reason or f"aborted: {detail}"
-        error = AssociationAborted(detail, event.source, event.reason)
-        if not self._released.done():
-            self._released.set_exception(error)
-            self._released.exception()  # mark retrieved: nobody may be waiting
-        self._push(_End(error))
+            self._deliver_events()
 
-    def _protocol_abort(self, error: RemoteProtocolError) -> None:
-        log.warning("A-ABORT to %s:%s: %s", *self.peer, printable(error))
-        self.end_reason = f"aborted: {error}"
-        self._abandon_pending()
-        # A DIMSE-level fault is found by the service user (this AE), not the
-        # upper layer provider: PS3.8 9.3.8 gives such an abort source 0.
-        self.connection.abort()
-        self._push(_End(AssociationAborted(str(error), 0, 0)))
+    def _deliver_events(self) -> None:
+        while (event := self.core.next_event()) is not None:
+            self._on_event(event)
 
-    # --- receiving ------------------------------------------------------------------
+    # --- receiving ----------------------------------------------------------------------
 
     async def receive(self) -> Incoming | None:
         """The next message; None once the peer released (we answered A-RELEASE-RP).
@@ -319,70 +208,49 @@ class Association:
         item = self._inbox.popleft()
         if len(self._inbox) < INBOX_HIGH_WATER // 2 and self.protocol is not None:
             self.protocol.resume()
-        if isinstance(item, _End):
-            self._inbox.appendleft(item)  # stays at the end for later calls
-            if item.error is not None:
-                raise item.error
-            if self.connection.state is State.STA8:
-                # AR-4 starts ARTIM: time it from now, not from the last PDU.
-                self.connection.release_response(now=asyncio.get_running_loop().time())
-                self.end_reason = self.end_reason or "released"
-                self._pump()
-            return None
-        return item
+        if isinstance(item, Incoming):
+            return item
+        self._inbox.appendleft(item)  # stays at the end for later calls
+        if item.error is not None:
+            raise item.error
+        if self.core.state is State.STA8:
+            # AR-4 starts ARTIM: time it from now, not from the last PDU.
+            self.core.release_response(now=self._loop.time())
+            self._pump()
+        return None
 
-    # --- sending --------------------------------------------------------------------
-
-    def _pump(self) -> None:
-        if self.protocol is not None:
-            self.protocol.pump()
-
-    def _send_pdus(self, pdus: Iterable[PDataTF]) -> None:
-        try:
-            for pdu in pdus:
-                self.connection.send_data(pdu)
-        except LocalProtocolError as error:
-            raise AssociationAborted(f"association no longer usable: {error}") from error
+    # --- sending ------------------------------------------------------------------------
 
     async def send(self, context_id: int, message: Message, dataset: bytes | None = None) -> None:
         """Send one DIMSE message, fragmented to the peer's maximum PDU length."""
-        command = encode_command(message)
-        self.stats.messages_out += 1
         if dataset is None or len(dataset) <= SEND_BATCH:
-            self._send_pdus(fragment_message(context_id, command, dataset, self.peer_max_pdu))
+            self.core.send(context_id, message, dataset)
             self._pump()
             await self._drain()
             return
-        self._send_pdus(fragment_message(context_id, command, None, self.peer_max_pdu))
-        await self._stream(
-            context_id, (dataset[i : i + SEND_BATCH] for i in range(0, len(dataset), SEND_BATCH))
-        )
+        fragmenter = self.core.send_command(context_id, message)
+        batches = (dataset[i : i + SEND_BATCH] for i in range(0, len(dataset), SEND_BATCH))
+        await self._stream(fragmenter, batches)
 
     async def send_stream(
         self, context_id: int, message: Message, chunks: AsyncIterable[bytes] | Iterable[bytes]
     ) -> None:
         """Send a message whose data set comes in chunks (a file read piece by piece)."""
-        self.stats.messages_out += 1
-        self._send_pdus(
-            fragment_message(context_id, encode_command(message), None, self.peer_max_pdu)
-        )
-        await self._stream(context_id, chunks)
+        await self._stream(self.core.send_command(context_id, message), chunks)
 
     async def _stream(
-        self, context_id: int, chunks: AsyncIterable[bytes] | Iterable[bytes]
+        self, fragmenter: DatasetFragmenter, chunks: AsyncIterable[bytes] | Iterable[bytes]
     ) -> None:
-        fragmenter = DatasetFragmenter(context_id, self.peer_max_pdu)
         if isinstance(chunks, AsyncIterable):
             async for chunk in chunks:
-                self._send_pdus(fragmenter.feed(chunk))
-                self._pump()
-                await self._drain()
+                await self._send_pdus(fragmenter.feed(chunk))
         else:
             for chunk in chunks:
-                self._send_pdus(fragmenter.feed(chunk))
-                self._pump()
-                await self._drain()
-        self._send_pdus(fragmenter.feed(b"", final=True))
+                await self._send_pdus(fragmenter.feed(chunk))
+        await self._send_pdus(fragmenter.feed(b"", final=True))
+
+    async def _send_pdus(self, pdus: Iterable[PDataTF]) -> None:
+        self.core.send_pdus(pdus)
         self._pump()
         await self._drain()
 
@@ -390,13 +258,13 @@ class Association:
         if self.protocol is not None:
             await self.protocol.drain()
 
-    # --- ending -----------------------------------------------------------------------
+    # --- ending ---------------------------------------------------------------------------
 
     async def release(self, timeout: float = 30.0) -> None:
         """A-RELEASE: ask the peer to end the association and wait for its answer."""
-        if self.connection.state is not State.STA6:
-            raise AssociationAborted(f"cannot release in {self.connection.state.name}")
-        self.connection.release()
+        if self.core.state is not State.STA6:
+            raise AssociationAborted(f"cannot release in {self.core.state.name}")
+        self.core.release()
         self._pump()
         try:
             async with asyncio.timeout(timeout):
@@ -407,28 +275,20 @@ class Association:
 
     def abort(self) -> None:
         """A-ABORT (service-user source); the association ends at once."""
-        self.end_reason = self.end_reason or "aborted by local user"
-        self._abandon_pending()
-        self.connection.abort(now=asyncio.get_running_loop().time())
+        self.core.abort(now=self._loop.time())
         self._pump()
-        if not self._released.done():
-            self._released.set_exception(AssociationAborted("aborted by local user"))
-            self._released.exception()
-        self._push(_End(AssociationAborted("aborted by local user")))
 
     def attach(self, protocol: ULProtocol) -> None:
-        """Take over the events, idle limit and end of ``protocol``'s connection."""
+        """Take over the bytes, the timer and the end of ``protocol``'s connection."""
         self.protocol = protocol
-        protocol.on_event = self.handle_event
-        protocol.on_idle = self.abort
+        core: Machine[DIMSEEvent] = self.core
+        protocol.drive(core, self._on_event)
         protocol.on_lost = self._on_lost
 
     def _on_lost(self) -> None:
         """The transport closed; make sure whoever waits on this association learns it."""
-        if not self._released.done():
-            self._on_aborted(Aborted(by_peer_user=False))
-        elif not self._inbox or not isinstance(self._inbox[-1], _End):
-            self._push(_End(None))
+        self.core.transport_closed()
+        self._deliver_events()
 
     async def wait_closed(self) -> None:
         """Wait until the transport connection is closed."""

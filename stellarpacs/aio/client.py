@@ -1,50 +1,45 @@
-"""The association requestor: ``connect()`` and the SCU operations.
+"""The association requestor: ``connect()`` and one client association with every operation.
 
 ``connect`` opens the TCP connection, sends the A-ASSOCIATE-RQ through the
 same sans-I/O core the server uses and returns a :class:`ClientAssociation`
 once the A-ASSOCIATE-AC arrived (or raises :class:`AssociationRejected`).
-Operations are typed coroutines; asynchronous operations are not used, so
-one request is outstanding at a time (PS3.7 D.3.3.3 default).
+Every SCU operation is a method of it: :meth:`~ClientAssociation.echo`,
+:meth:`~ClientAssociation.store`, :meth:`~ClientAssociation.find`,
+:meth:`~ClientAssociation.move`, :meth:`~ClientAssociation.get`, the DIMSE-N
+requests and storage commitment; each returns a typed result or an async
+iterator.  They are built by the helpers of :mod:`stellarpacs.aio.scu`,
+which know the client only as :class:`~stellarpacs.aio.protocols.ClientLike`.
+Asynchronous operations are not used, so one request is outstanding at a
+time (PS3.7 D.3.3.3 default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
-from collections.abc import AsyncGenerator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, Incoming, SinkFactory
-from stellarpacs.aio.retrieve_scu import RetrieveStream, StoreHandler
+from stellarpacs.aio.association import Association
+from stellarpacs.aio.protocols import SinkFactory
+from stellarpacs.aio.scu import nservices, query, store
+from stellarpacs.aio.scu.contexts import ProposedContext, build_request
+from stellarpacs.aio.scu.nservices import CommitmentListener, NResult
+from stellarpacs.aio.scu.retrieve import RetrieveStream, StoreHandler
+from stellarpacs.aio.scu.store import StoreResult
 from stellarpacs.aio.transport import ULProtocol
-from stellarpacs.datasets import decode_dataset, encode_dataset
-from stellarpacs.dimse.commands import (
-    CCancelRQ,
-    CEchoRQ,
-    CEchoRSP,
-    CFindRQ,
-    CFindRSP,
-    CGetRQ,
-    CMoveRQ,
-    Message,
-    Priority,
-)
-from stellarpacs.dimse.status import ServiceClass, StatusCategory, category, describe
-from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
-from stellarpacs.uids import (
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-    IMPLICIT_VR_LITTLE_ENDIAN,
-    QR_GET_MODELS,
-    VERIFICATION,
-)
+from stellarpacs.commitment import CommitmentReport, SOPReference
+from stellarpacs.datasets import encode_dataset
+from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, CGetRQ, CMoveRQ, Message, Priority
+from stellarpacs.dimse.events import Incoming
+from stellarpacs.dimse.matching import expect_response
+from stellarpacs.errors import AssociationAborted, AssociationRejected
+from stellarpacs.uids import STORAGE_COMMITMENT_PUSH, VERIFICATION
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationAccepted,
@@ -52,79 +47,27 @@ from stellarpacs.ul.connection import (
     Connection,
     ConnectionEvent,
 )
-from stellarpacs.ul.negotiation import contexts_from_ac
-from stellarpacs.ul.pdus import (
-    AAssociateAC,
-    AAssociateRQ,
-    PresentationContextRQ,
-    RoleSelection,
-    UserInformation,
-)
+from stellarpacs.ul.negotiation import PresentationContext, contexts_from_ac
+from stellarpacs.ul.pdus import AAssociateRQ
 
-if TYPE_CHECKING:
-    from stellarpacs.aio.storescu import StoreResult
-
-__all__ = [
-    "ClientAssociation",
-    "ProposedContext",
-    "connect",
-    "contexts_for_paths",
-    "get_contexts",
-]
-
-DEFAULT_TRANSFER_SYNTAXES = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)
-
-
-@dataclass(frozen=True, slots=True)
-class ProposedContext:
-    """One presentation context to propose; ``scp_role`` asks to act as SCP (C-GET)."""
-
-    abstract_syntax: str
-    transfer_syntaxes: tuple[str, ...] = DEFAULT_TRANSFER_SYNTAXES
-    scu_role: bool = True
-    scp_role: bool = False
-
-
-def build_request(
-    calling_ae: str,
-    called_ae: str,
-    contexts: Sequence[ProposedContext],
-    max_pdu_length: int,
-) -> AAssociateRQ:
-    """The A-ASSOCIATE-RQ for ``contexts`` (odd IDs 1, 3, 5... as PS3.8 9.3.2.2 asks)."""
-    if not 1 <= len(contexts) <= 128:
-        raise ValueError("between 1 and 128 presentation contexts can be proposed")
-    items = tuple(
-        PresentationContextRQ(2 * i + 1, c.abstract_syntax, c.transfer_syntaxes)
-        for i, c in enumerate(contexts)
-    )
-    roles = tuple(
-        RoleSelection(c.abstract_syntax, c.scu_role, c.scp_role)
-        for c in {c.abstract_syntax: c for c in contexts if c.scp_role}.values()
-    )
-    return AAssociateRQ(
-        called_ae_title=called_ae,
-        calling_ae_title=calling_ae,
-        presentation_contexts=items,
-        user_information=UserInformation(
-            maximum_length=max_pdu_length,
-            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-            role_selections=roles,
-        ),
-    )
+__all__ = ["ClientAssociation", "commit", "connect", "contexts_for_paths"]
 
 
 class ClientAssociation:
     """An association we requested; an async context manager that releases on exit."""
+
+    #: The C-MOVE or C-GET whose final response has not been read yet.
+    open_stream: RetrieveStream | None = None
 
     def __init__(self, association: Association, dimse_timeout: float) -> None:
         self.association = association
         self.dimse_timeout = dimse_timeout
 
     @property
-    def contexts(self) -> dict[int, object]:
+    def contexts(self) -> dict[int, PresentationContext]:
         return dict(self.association.contexts)
+
+    # --- one request, one response ----------------------------------------------------
 
     async def request(
         self, context_id: int, message: Message, dataset: bytes | None = None
@@ -148,17 +91,24 @@ class ClientAssociation:
             raise AssociationAborted("the peer released the association")
         return incoming
 
+    async def settle(self) -> None:
+        """Cancel and drain a C-MOVE/C-GET that was left before its final response."""
+        stream = self.open_stream
+        if stream is not None and self.association.is_established:
+            await stream.aclose()
+        self.open_stream = None
+
+    # --- DIMSE-C (PS3.7 9.1) --------------------------------------------------------------
+
     async def echo(self) -> int:
         """C-ECHO (PS3.7 9.1.5); returns the status, raises DIMSEError on a failure."""
         context = self.association.context_for(VERIFICATION)
         rq = CEchoRQ(message_id=self.association.next_message_id())
         incoming = await self.request(context.context_id, rq)
-        rsp = incoming.command
-        if not isinstance(rsp, CEchoRSP) or rsp.message_id_being_responded_to != rq.message_id:
-            raise DIMSEError(0xC000, f"unexpected answer to C-ECHO: {rsp!r}")
+        rsp = expect_response(rq, incoming, CEchoRSP, query.unexpected_answer("C-ECHO", incoming))
         return rsp.status
 
-    async def find(
+    def find(
         self, model_uid: str, identifier: Dataset, *, priority: int = Priority.MEDIUM
     ) -> AsyncGenerator[Dataset, None]:
         """C-FIND (PS3.7 9.1.2): yield each match's identifier as its Pending response arrives.
@@ -169,59 +119,7 @@ class ClientAssociation:
         wrap the call in ``contextlib.aclosing`` for that to happen at the
         ``break`` rather than when the generator is collected.
         """
-        context = self.association.context_for(model_uid)
-        rq = CFindRQ(
-            message_id=self.association.next_message_id(),
-            affected_sop_class_uid=model_uid,
-            priority=priority,
-        )
-        await self.association.send(
-            context.context_id, rq, encode_dataset(identifier, context.transfer_syntax)
-        )
-        done = False
-        try:
-            while not done:
-                incoming = await self.response()
-                rsp = incoming.command
-                if (
-                    not isinstance(rsp, CFindRSP)
-                    or rsp.message_id_being_responded_to != rq.message_id
-                ):
-                    done = True
-                    raise DIMSEError(0xC000, f"unexpected answer to C-FIND: {rsp!r}")
-                kind = category(rsp.status)
-                if kind is StatusCategory.PENDING:
-                    if incoming.dataset is not None:
-                        yield decode_dataset(incoming.dataset, context.transfer_syntax)
-                    continue
-                done = True
-                if kind is StatusCategory.FAILURE:
-                    text = rsp.error_comment or describe(rsp.status, ServiceClass.FIND)
-                    raise DIMSEError(rsp.status, f"C-FIND failed, 0x{rsp.status:04X}: {text}")
-        except GeneratorExit:
-            if not done and self.association.is_established:
-                cancel = CCancelRQ(message_id_being_responded_to=rq.message_id)
-                await self.association.send(context.context_id, cancel)
-                while True:  # the SCP answers Pending until it notices, then Cancel
-                    final = (await self.response()).command
-                    pending = isinstance(final, CFindRSP) and category(final.status) is (
-                        StatusCategory.PENDING
-                    )
-                    if not pending:
-                        break
-            raise
-
-    # --- storage and retrieve (PS3.4 B, C.4.2, C.4.3) ---------------------------------------
-
-    #: The C-MOVE or C-GET whose final response has not been read yet.
-    open_stream: RetrieveStream | None = None
-
-    async def settle(self) -> None:
-        """Cancel and drain a C-MOVE/C-GET that was left before its final response."""
-        stream = self.open_stream
-        if stream is not None and self.association.is_established:
-            await stream.aclose()
-        self.open_stream = None
+        return query.find(self, model_uid, identifier, priority=priority)
 
     async def store(
         self, source: str | os.PathLike[str] | Dataset, *, transfer_syntax: str | None = None
@@ -234,17 +132,15 @@ class ClientAssociation:
         (:func:`contexts_for_paths`). Returns one result per DICOM file; other
         files are skipped. A result with status None was never answered.
         """
-        from stellarpacs.aio import storescu
-
         await self.settle()
         if isinstance(source, Dataset):
             with tempfile.TemporaryDirectory(prefix="stellarpacs-store-") as folder:
                 path = await asyncio.to_thread(
-                    storescu.dataset_file, source, Path(folder), transfer_syntax
+                    store.dataset_file, source, Path(folder), transfer_syntax
                 )
                 return await self.store(path)
-        items, _ = await asyncio.to_thread(storescu.scan_paths, [Path(source)])
-        return await storescu.send_all(self.association, items, dimse_timeout=self.dimse_timeout)
+        items, _ = await asyncio.to_thread(store.scan_paths, [Path(source)])
+        return await store.send_all(self.association, items, dimse_timeout=self.dimse_timeout)
 
     def move(
         self,
@@ -294,6 +190,64 @@ class ClientAssociation:
         )
         data = encode_dataset(identifier, context.transfer_syntax)
         return RetrieveStream(self, context, request, data, handler)
+
+    # --- DIMSE-N (PS3.7 10.1): the status comes back, a failure is not raised -------------
+
+    async def n_create(
+        self, sop_class: str, attributes: Dataset, *, sop_instance_uid: str | None = None
+    ) -> NResult:
+        """N-CREATE; without ``sop_instance_uid`` the SCP assigns one (e.g. MPPS, PS3.4 F.7.2.1)."""
+        return await nservices.n_create(
+            self, sop_class, attributes, sop_instance_uid=sop_instance_uid
+        )
+
+    async def n_set(self, sop_class: str, sop_instance_uid: str, modifications: Dataset) -> NResult:
+        """N-SET of ``modifications`` (e.g. an MPPS to COMPLETED, PS3.4 F.7.2.2)."""
+        return await nservices.n_set(self, sop_class, sop_instance_uid, modifications)
+
+    async def n_action(
+        self,
+        sop_class: str,
+        sop_instance_uid: str,
+        action_type_id: int,
+        information: Dataset | None = None,
+    ) -> NResult:
+        """N-ACTION with its Action Information."""
+        return await nservices.n_action(
+            self, sop_class, sop_instance_uid, action_type_id, information
+        )
+
+    async def n_event_report(
+        self,
+        sop_class: str,
+        sop_instance_uid: str,
+        event_type_id: int,
+        information: Dataset | None = None,
+    ) -> NResult:
+        """N-EVENT-REPORT with its Event Information (e.g. a commitment result, PS3.4 J.3.3)."""
+        return await nservices.n_event_report(
+            self, sop_class, sop_instance_uid, event_type_id, information
+        )
+
+    async def commit(
+        self,
+        references: Iterable[SOPReference | tuple[str, str]],
+        *,
+        listener: CommitmentListener | None = None,
+        transaction_uid: str | None = None,
+        timeout: float = 60.0,
+    ) -> CommitmentReport:
+        """Storage commitment (PS3.4 J.3): N-ACTION, then wait for the result.
+
+        The result comes on this association or, as an N-EVENT-REPORT on a new
+        one, to ``listener``; TimeoutError after ``timeout`` s, DIMSEError when
+        the request is refused.
+        """
+        return await nservices.commit_on(
+            self, references, listener=listener, transaction_uid=transaction_uid, timeout=timeout
+        )
+
+    # --- ending -----------------------------------------------------------------------------
 
     async def release(self, timeout: float = 30.0) -> None:
         """A-RELEASE and wait for the transport to close."""
@@ -347,38 +301,59 @@ async def connect(
     connection = Connection(
         requestor=True, max_pdu_length=max_pdu_length, artim_timeout=artim_timeout
     )
-    answer: asyncio.Future[AAssociateAC] = loop.create_future()
-
-    def on_event(event: ConnectionEvent) -> None:
-        if answer.done():
-            return
-        if isinstance(event, AssociationAccepted):
-            answer.set_result(event.response)
-        elif isinstance(event, AssociationDeclined):
-            rj = event.response
-            answer.set_exception(AssociationRejected(rj.result, rj.source, rj.reason))
-        elif isinstance(event, Aborted):
-            answer.set_exception(
-                AssociationAborted("association request aborted", event.source, event.reason)
-            )
-
+    pending = _Establishing(connection, rq, sink_factory)
     connection.request(loop.time())
     async with asyncio.timeout(connect_timeout):
         _, protocol = await loop.create_connection(
-            lambda: ULProtocol(connection, on_event), host, port
+            lambda: ULProtocol(connection, pending.on_event), host, port
         )
-    protocol.on_lost = lambda: on_event(Aborted(by_peer_user=False))
+    pending.protocol = protocol
+    protocol.on_lost = lambda: pending.on_event(Aborted(by_peer_user=False))
     connection.transport_connected(loop.time(), rq)
     protocol.pump()
     try:
         async with asyncio.timeout(dimse_timeout or None):
-            ac = await answer
+            association = await pending.answer
     except BaseException:
         protocol.close()
         raise
-    association = Association(connection, rq, ac, contexts_from_ac(rq, ac), sink_factory)
-    association.attach(protocol)
     return ClientAssociation(association, dimse_timeout)
+
+
+class _Establishing:
+    """The requestor's upper layer events until the A-ASSOCIATE answer (PS3.8 9.2.1).
+
+    On the AC the association takes over the transport at once, inside the
+    pump, so that a P-DATA read together with the AC reaches it.
+    """
+
+    def __init__(
+        self, connection: Connection, rq: AAssociateRQ, sink_factory: SinkFactory | None
+    ) -> None:
+        self.connection = connection
+        self.rq = rq
+        self.sink_factory = sink_factory
+        self.answer: asyncio.Future[Association] = asyncio.get_running_loop().create_future()
+        self.protocol: ULProtocol | None = None
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if self.answer.done():
+            return
+        if isinstance(event, AssociationAccepted):
+            assert self.protocol is not None  # an AC only follows transport_connected
+            ac, rq = event.response, self.rq
+            association = Association(
+                self.connection, rq, ac, contexts_from_ac(rq, ac), self.sink_factory
+            )
+            association.attach(self.protocol)
+            self.answer.set_result(association)
+        elif isinstance(event, AssociationDeclined):
+            rj = event.response
+            self.answer.set_exception(AssociationRejected(rj.result, rj.source, rj.reason))
+        elif isinstance(event, Aborted):
+            self.answer.set_exception(
+                AssociationAborted("association request aborted", event.source, event.reason)
+            )
 
 
 def contexts_for_paths(paths: Iterable[str | os.PathLike[str]]) -> list[ProposedContext]:
@@ -388,31 +363,52 @@ def contexts_for_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Proposed
     read from the files' meta only. ValueError above the 128 contexts of one
     A-ASSOCIATE-RQ (PS3.8 9.3.2.2).
     """
-    from stellarpacs.aio.storescu import propose_contexts, scan_paths
-
-    items, _ = scan_paths(Path(p) for p in paths)
-    return propose_contexts(items)
+    items, _ = store.scan_paths(Path(p) for p in paths)
+    return store.propose_contexts(items)
 
 
-def get_contexts(
-    sop_classes: Iterable[str],
-    transfer_syntaxes: Sequence[str] = DEFAULT_TRANSFER_SYNTAXES,
+async def commit(
+    host: str,
+    port: int,
+    references: Iterable[SOPReference | tuple[str, str]],
     *,
-    models: Sequence[str] = QR_GET_MODELS,
-) -> list[ProposedContext]:
-    """Contexts for a C-GET: the Q/R GET ``models`` and storage contexts with the SCP role.
+    called_ae: str = "ANY-SCP",
+    calling_ae: str = "STELLARPACS",
+    listener: CommitmentListener | None = None,
+    listen_port: int | None = None,
+    listen_host: str = "0.0.0.0",
+    transaction_uid: str | None = None,
+    timeout: float = 60.0,
+    connect_timeout: float = 10.0,
+    dimse_timeout: float = 60.0,
+    max_pdu_length: int = 16384,
+) -> CommitmentReport:
+    """Connect, request storage commitment of ``references`` and wait for the result.
 
-    Each SOP class gets one context per transfer syntax, each offering that
-    syntax alone: the SCP can then send every instance in the very syntax it
-    is stored in, where a context offering several lets it choose one for
-    all (PS3.4 C.4.3.3, PS3.7 D.3.3.4). ValueError above 128 contexts.
+    The SCP may report on the same association or on a new one to our AE
+    title: give a running ``listener``, or ``listen_port`` to run one for
+    the duration of the call (the SCP must know ``calling_ae`` at that
+    port).  Raises DIMSEError when the N-ACTION is refused, TimeoutError
+    when no report comes within ``timeout`` s.
     """
-    contexts = [ProposedContext(model) for model in models]
-    contexts.extend(
-        ProposedContext(sop_class, (syntax,), scu_role=False, scp_role=True)
-        for sop_class in dict.fromkeys(sop_classes)
-        for syntax in dict.fromkeys(transfer_syntaxes)
-    )
-    if len(contexts) > 128:
-        raise ValueError(f"{len(contexts)} presentation contexts needed, 128 at most")
-    return contexts
+    async with contextlib.AsyncExitStack() as stack:
+        if listener is None and listen_port is not None:
+            listener = CommitmentListener(
+                calling_ae, host=listen_host, port=listen_port, max_pdu_length=max_pdu_length
+            )
+            await stack.enter_async_context(listener)
+        client = await connect(
+            host,
+            port,
+            called_ae=called_ae,
+            calling_ae=calling_ae,
+            contexts=[ProposedContext(STORAGE_COMMITMENT_PUSH)],
+            max_pdu_length=max_pdu_length,
+            connect_timeout=connect_timeout,
+            dimse_timeout=dimse_timeout,
+        )
+        async with client:
+            return await client.commit(
+                references, listener=listener, transaction_uid=transaction_uid, timeout=timeout
+            )
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the with blocks return)

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.dimse.commands import Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
 __all__ = ["ServiceHandler"]
@@ -42,11 +43,11 @@ class ServiceHandler(Protocol):
         ...
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         """Where the data set of ``command`` should go as it arrives; None: in memory."""
         ...
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         """Answer one request; responses are sent through ``association``."""
         ...

@@ -16,12 +16,14 @@ import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 
-from stellarpacs.aio.association import Association, DatasetSink
+from stellarpacs.aio.association import Association
 from stellarpacs.aio.handler import ServiceHandler
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
+from stellarpacs.dimse.events import DatasetSink
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.logtext import printable
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
@@ -75,9 +77,7 @@ class _Session:
             max_pdu_length=server.config.max_pdu_length,
             artim_timeout=server.config.artim_timeout,
         )
-        self.protocol = ULProtocol(
-            self.connection, self.on_event, idle_timeout=server.config.idle_timeout
-        )
+        self.protocol = ULProtocol(self.connection, self.on_event)
         self.protocol.on_lost = self.on_lost
         self.association: Association | None = None
         #: Why the connection ends was logged already (a rejection, a withdrawn request).
@@ -263,7 +263,14 @@ class Server:
             )  # fmt: skip
             return
         assert isinstance(answer, AAssociateAC)
-        association = Association(session.connection, rq, answer, contexts, sink_factory=self._sink)
+        association = Association(
+            session.connection,
+            rq,
+            answer,
+            contexts,
+            sink_factory=self._sink,
+            idle_timeout=self.config.idle_timeout,
+        )
         association.attach(session.protocol)
         session.association = association
         session.connection.accept(answer)
@@ -279,7 +286,7 @@ class Server:
         task.add_done_callback(self._tasks.discard)
 
     def _sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         service = self._dispatch.get(type(command))
         return service.sink(association, context, command) if service else None
@@ -325,8 +332,6 @@ class Server:
 
     @staticmethod
     def _log_end(association: Association, duration: float) -> None:
-        if association.protocol is not None and association.protocol.idle_expired:
-            association.end_reason = "aborted: idle timeout"
         log.info(
             "association ended: %s -> %s from %s:%s, %s after %.3f s, %d requests",
             printable(association.calling_ae_title), printable(association.called_ae_title),

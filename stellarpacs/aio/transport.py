@@ -1,10 +1,13 @@
-"""The asyncio pump between a TCP transport and a sans-I/O :class:`Connection`.
+"""The asyncio pump between a TCP transport and a sans-I/O machine.
 
-It carries out what the core asks for and nothing else: bytes read are fed
-in, bytes to send are written, events are handed to the owner's callback,
-one ``loop.call_at`` is armed for the earliest deadline (ARTIM, or the idle
-limit of an established association), and the transport is closed when the
-core wants it closed.  Reading pauses while the owner has too much queued
+The machine is the upper layer :class:`~stellarpacs.ul.connection.Connection`
+until an association is established, then the
+:class:`~stellarpacs.dimse.association.DIMSEAssociation` on top of it
+(:meth:`ULProtocol.drive`).  The pump carries out what the machine asks for
+and nothing else: bytes read are fed in with the time, bytes to send are
+written, events are handed to the owner's callback, one ``loop.call_at`` is
+armed for the machine's next deadline, and the transport is closed when the
+machine wants it closed.  Reading pauses while the owner has too much queued
 (``pause``/``resume``), writing waits in :meth:`drain` while the transport's
 buffer is above its high-water mark.
 """
@@ -14,43 +17,68 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, TypeVar, cast
 
 from stellarpacs.ul.connection import Connection, ConnectionEvent
 from stellarpacs.ul.fsm import State
 
-__all__ = ["ULProtocol"]
+__all__ = ["Machine", "ULProtocol"]
+
+E_co = TypeVar("E_co", covariant=True)
+E = TypeVar("E")
+
+
+class Machine(Protocol[E_co]):
+    """What the pump drives: bytes and time in, bytes, events and one deadline out."""
+
+    @property
+    def wants_close(self) -> bool: ...
+
+    def receive_data(self, data: bytes, now: float) -> None: ...
+
+    def data_to_send(self) -> bytes: ...
+
+    def next_event(self) -> E_co | None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timeout(self, now: float) -> None: ...
 
 
 class ULProtocol(asyncio.Protocol):
-    """One TCP connection driving one upper layer connection."""
+    """One TCP connection driving one upper layer connection (and its association)."""
 
-    def __init__(
-        self,
-        connection: Connection,
-        on_event: Callable[[ConnectionEvent], None],
-        *,
-        idle_timeout: float = 0.0,
-    ) -> None:
+    def __init__(self, connection: Connection, on_event: Callable[[ConnectionEvent], None]) -> None:
         self.connection = connection
-        self.on_event = on_event
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._idle_timeout = idle_timeout
-        self._last_activity = self._loop.time()
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self._machine: Machine[object] = connection
+        self._deliver: Callable[[], bool] = lambda: False
+        upper_layer: Machine[ConnectionEvent] = connection  # mypy infers E from the annotation
+        self.drive(upper_layer, on_event)
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self.peer: tuple[str, int] = ("", 0)
-        self.idle_expired = False
         #: True once ARTIM expired (Evt18): the peer was too slow to associate or to close.
         self.artim_expired = False
-        #: Called instead of a bare A-ABORT when the idle limit passes.
-        self.on_idle: Callable[[], None] | None = None
-        #: Called once the transport is gone, after the core saw Evt17.
+        #: Called once the transport is gone, after the machine saw Evt17.
         self.on_lost: Callable[[], None] | None = None
+
+    def drive(self, machine: Machine[E], on_event: Callable[[E], None]) -> None:
+        """Pump ``machine`` from now on, its events going to ``on_event``."""
+
+        def deliver() -> bool:
+            event = machine.next_event()
+            if event is None:
+                return False
+            on_event(event)
+            return True
+
+        self._machine = machine
+        self._deliver = deliver
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -69,8 +97,7 @@ class ULProtocol(asyncio.Protocol):
         self.pump()
 
     def data_received(self, data: bytes) -> None:
-        self._last_activity = now = self._loop.time()
-        self.connection.receive_data(data, now)
+        self._machine.receive_data(data, self._loop.time())
         self.pump()
 
     def eof_received(self) -> bool | None:
@@ -80,7 +107,7 @@ class ULProtocol(asyncio.Protocol):
         self._transport = None
         self._can_write.set()
         if self.connection.state is not State.STA1:
-            self.connection.receive_data(b"", self._loop.time())
+            self._machine.receive_data(b"", self._loop.time())
             self.pump()
         self._cancel_timer()
         if self.on_lost is not None:
@@ -97,17 +124,14 @@ class ULProtocol(asyncio.Protocol):
     # --- driving -------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Write what the core produced, deliver its events, honour its wishes."""
-        conn = self.connection
+        """Write what the machine produced, deliver its events, honour its wishes."""
         while True:
-            out = conn.data_to_send()
+            out = self._machine.data_to_send()  # re-read: an event may switch machines
             if out and self._transport is not None:
                 self._transport.write(out)
-            event = conn.next_event()
-            if event is None:
+            if not self._deliver():
                 break
-            self.on_event(event)
-        if conn.wants_close and self._transport is not None:
+        if self._machine.wants_close and self._transport is not None:
             self._transport.close()
         self._arm_timer()
 
@@ -138,15 +162,8 @@ class ULProtocol(asyncio.Protocol):
 
     # --- the one timer ---------------------------------------------------------------
 
-    def _deadline(self) -> float | None:
-        deadline = self.connection.next_deadline()
-        if self._idle_timeout > 0 and self.connection.state is State.STA6:
-            idle = self._last_activity + self._idle_timeout
-            deadline = idle if deadline is None else min(deadline, idle)
-        return deadline
-
     def _arm_timer(self) -> None:
-        deadline = self._deadline()
+        deadline = self._machine.next_deadline()
         if deadline is None:
             self._cancel_timer()
             return
@@ -166,20 +183,8 @@ class ULProtocol(asyncio.Protocol):
         self._timer = None
         self._timer_at = None
         now = self._loop.time()
-        conn = self.connection
-        if (
-            self._idle_timeout > 0
-            and conn.state is State.STA6
-            and now >= self._last_activity + self._idle_timeout
-        ):
-            self.idle_expired = True
-            if self.on_idle is not None:
-                self.on_idle()
-            else:
-                conn.abort()
-        else:
-            deadline = conn.next_deadline()
-            if deadline is not None and now >= deadline:
-                self.artim_expired = True
-            conn.handle_timeout(now)
+        artim = self.connection.next_deadline()
+        if artim is not None and now >= artim:
+            self.artim_expired = True
+        self._machine.handle_timeout(now)
         self.pump()

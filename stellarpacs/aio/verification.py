@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.dimse.commands import CEchoRQ, CEchoRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
@@ -32,11 +33,11 @@ class VerificationService:
     requests: tuple[type[Message], ...] = (CEchoRQ,)
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CEchoRQ)
         response = CEchoRSP(

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+from stellarpacs.aio.client import ClientAssociation, connect
+from stellarpacs.aio.scu.contexts import ProposedContext
 
 __all__ = [
     "EXIT_FAILED",

@@ -20,16 +20,9 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.client import ProposedContext
-from stellarpacs.aio.nclient import (
-    CommitmentReport,
-    FailureReason,
-    SOPReference,
-    commit,
-    mpps_create,
-    mpps_set,
-)
-from stellarpacs.aio.storescu import scan_paths
+from stellarpacs.aio.client import commit
+from stellarpacs.aio.scu.contexts import ProposedContext
+from stellarpacs.aio.scu.store import scan_paths
 from stellarpacs.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -38,6 +31,7 @@ from stellarpacs.cli.common import (
     connect_peer,
     run,
 )
+from stellarpacs.commitment import CommitmentReport, FailureReason, SOPReference
 from stellarpacs.dimse.status import describe
 from stellarpacs.uids import MPPS
 
@@ -148,12 +142,12 @@ async def _mpps(args: argparse.Namespace) -> int:
     client = await connect_peer(args, [ProposedContext(MPPS)])
     async with client:
         attributes = mpps_attributes(args.patient_id, args.study, args.modality)
-        created = await mpps_create(client, attributes, sop_instance_uid=args.uid)
+        created = await client.n_create(MPPS, attributes, sop_instance_uid=args.uid)
         print(f"N-CREATE {created.sop_instance_uid}: {describe(created.status)}")
         if not created.ok or args.final is None or created.sop_instance_uid is None:
             return EXIT_OK if created.ok else EXIT_FAILED
         modifications = _final_modifications(args.final, args.series)
-        updated = await mpps_set(client, created.sop_instance_uid, modifications)
+        updated = await client.n_set(MPPS, created.sop_instance_uid, modifications)
         print(f"N-SET {created.sop_instance_uid} {args.final}: {describe(updated.status)}")
         return EXIT_OK if updated.ok else EXIT_FAILED
 

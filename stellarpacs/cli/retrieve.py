@@ -16,8 +16,8 @@ from typing import Final
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.client import ProposedContext, get_contexts
-from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse, RetrieveStream
+from stellarpacs.aio.scu.contexts import ProposedContext, get_contexts
+from stellarpacs.aio.scu.retrieve import FolderStoreHandler, RetrieveResponse, RetrieveStream
 from stellarpacs.cli.common import (
     EXIT_FAILED,
     EXIT_OK,

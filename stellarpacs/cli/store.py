@@ -14,8 +14,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext
-from stellarpacs.aio.storescu import StoreResult, scan_paths, store_paths
+from stellarpacs.aio.client import ClientAssociation
+from stellarpacs.aio.scu.contexts import ProposedContext
+from stellarpacs.aio.scu.store import StoreResult, scan_paths, store_paths
 from stellarpacs.cli.common import (
     EXIT_FAILED,
     EXIT_OK,

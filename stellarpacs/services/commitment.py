@@ -43,10 +43,11 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar, Final
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
-from stellarpacs.aio.client import DEFAULT_TRANSFER_SYNTAXES, ClientAssociation, ProposedContext
+from stellarpacs.aio.client import ClientAssociation
 from stellarpacs.aio.client import connect as _connect
-from stellarpacs.aio.nclient import (
+from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.scu.contexts import DEFAULT_TRANSFER_SYNTAXES, ProposedContext
+from stellarpacs.commitment import (
     REQUEST_STORAGE_COMMITMENT,
     CommitmentReport,
     FailedReference,
@@ -56,9 +57,9 @@ from stellarpacs.aio.nclient import (
     read_action_information,
 )
 from stellarpacs.config import Config
-from stellarpacs.datasets import decode_dataset, encode_dataset
-from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
-from stellarpacs.dimse.commands import NEventReportRSP as _EventRSP
+from stellarpacs.datasets import decode_dataset
+from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError, StellarPACSError
 from stellarpacs.logtext import printable
@@ -359,23 +360,17 @@ async def _send_report(client: ClientAssociation, report: CommitmentReport) -> N
         raise _Undeliverable("the requester did not accept Storage Commitment") from None
     if not context.scp_role:
         log.debug("%s did not grant us the SCP role; reporting anyway", association.called_ae_title)
-    request = NEventReportRQ(
-        message_id=association.next_message_id(),
-        affected_sop_class_uid=STORAGE_COMMITMENT_PUSH,
-        affected_sop_instance_uid=STORAGE_COMMITMENT_PUSH_INSTANCE,
-        event_type_id=report.event_type_id,
-        has_dataset=True,
-    )
-    dataset = encode_dataset(event_information(report), context.transfer_syntax)
-    incoming = await client.request(context.context_id, request, dataset)
-    response = incoming.command
-    if (
-        not isinstance(response, _EventRSP)
-        or response.message_id_being_responded_to != request.message_id
-    ):
-        raise _Undeliverable(f"unexpected answer to N-EVENT-REPORT: {type(response).__name__}")
-    if response.status != Status.SUCCESS:
-        raise _Undeliverable(f"the requester answered {describe(response.status)}")
+    try:
+        result = await client.n_event_report(
+            STORAGE_COMMITMENT_PUSH,
+            STORAGE_COMMITMENT_PUSH_INSTANCE,
+            report.event_type_id,
+            event_information(report),
+        )
+    except DIMSEError as error:  # an answer that is not the N-EVENT-REPORT-RSP
+        raise _Undeliverable(str(error)) from error
+    if result.status != Status.SUCCESS:
+        raise _Undeliverable(f"the requester answered {describe(result.status)}")
 
 
 # --- the N-ACTION side -------------------------------------------------------------------------
@@ -468,11 +463,11 @@ class CommitmentService:
         )
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, NActionRQ)
         try:
@@ -497,7 +492,7 @@ class CommitmentService:
         if kept is not None:
             self.worker.submit(kept)  # after the response: the requester hears us first
 
-    async def _take(self, association: Association, incoming: Incoming) -> CommitmentRequest:
+    async def _take(self, association: AssociationLike, incoming: Incoming) -> CommitmentRequest:
         """Check and keep one request; DIMSEError with the status otherwise."""
         request = incoming.command
         assert isinstance(request, NActionRQ)

@@ -34,10 +34,10 @@ from typing import Any, ClassVar, Final
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
-from stellarpacs.aio.nclient import new_uid
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import Message, NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
 from stellarpacs.logtext import printable
@@ -47,6 +47,7 @@ from stellarpacs.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     MPPS,
     is_valid_uid,
+    new_uid,
 )
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
@@ -235,7 +236,7 @@ def _comment(text: str) -> str:
 
 # --- the service -------------------------------------------------------------------------------
 
-_Handler = Callable[["MPPSService", Association, Incoming], Awaitable[Message]]
+_Handler = Callable[["MPPSService", AssociationLike, Incoming], Awaitable[Message]]
 
 
 class MPPSService:
@@ -279,18 +280,18 @@ class MPPSService:
         self.store = store
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         handler = _HANDLERS[type(incoming.command)]
         response = await handler(self, association, incoming)
         await association.send(incoming.context.context_id, response)
 
     # -- N-CREATE (PS3.4 F.7.2.1) ---------------------------------------------------------
 
-    async def create(self, association: Association, incoming: Incoming) -> Message:
+    async def create(self, association: AssociationLike, incoming: Incoming) -> Message:
         request = incoming.command
         assert isinstance(request, NCreateRQ)
         given = request.affected_sop_instance_uid
@@ -327,7 +328,7 @@ class MPPSService:
 
     # -- N-SET (PS3.4 F.7.2.2) ------------------------------------------------------------
 
-    async def set(self, association: Association, incoming: Incoming) -> Message:
+    async def set(self, association: AssociationLike, incoming: Incoming) -> Message:
         request = incoming.command
         assert isinstance(request, NSetRQ)
         uid = request.requested_sop_instance_uid

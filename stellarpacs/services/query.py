@@ -32,10 +32,11 @@ from typing import Final
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.config import Config
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.logtext import printable
@@ -149,11 +150,11 @@ class FindService:
         await self.catalog.close()
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None  # an identifier is small: gathered in memory
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CFindRQ)
         started = time.monotonic()
@@ -177,7 +178,7 @@ class FindService:
         )  # fmt: skip
 
     async def _find(
-        self, association: Association, incoming: Incoming, request: CFindRQ
+        self, association: AssociationLike, incoming: Incoming, request: CFindRQ
     ) -> tuple[int, str | None, tuple[int, ...] | None, int]:
         """Run the query; (final status, error comment, offending tags, matches sent)."""
         context = incoming.context
@@ -211,7 +212,7 @@ class FindService:
 
     async def _send_matches(
         self,
-        association: Association,
+        association: AssociationLike,
         context: PresentationContext,
         request: CFindRQ,
         query: Query,

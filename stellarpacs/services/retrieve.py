@@ -30,9 +30,9 @@ from typing import Final
 
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
 from stellarpacs.aio.client import ClientAssociation, connect
-from stellarpacs.aio.storescu import (
+from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.scu.store import (
     StoreItem,
     StoreResult,
     propose_contexts,
@@ -43,6 +43,7 @@ from stellarpacs.aio.storescu import (
 from stellarpacs.config import Config
 from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.logtext import printable
@@ -142,11 +143,11 @@ class _RetrieveBase:
         self.roles: Mapping[str, Role] = MappingProxyType({})
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CMoveRQ | CGetRQ)
         try:
@@ -177,7 +178,7 @@ class _RetrieveBase:
 
     async def _suboperations(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         records: list[InstanceRecord],
         counts: _Counts,
@@ -198,9 +199,9 @@ class _RetrieveBase:
 
     async def _send_all(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
-        sender: Association,
+        sender: AssociationLike,
         items: list[StoreItem],
         counts: _Counts,
         *,
@@ -237,7 +238,7 @@ class _RetrieveBase:
 
     async def _store(
         self,
-        sender: Association,
+        sender: AssociationLike,
         item: StoreItem,
         data: bytes | None,
         originator: tuple[str, int] | None,
@@ -266,7 +267,7 @@ class _RetrieveBase:
 
     async def _final(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         status: int,
         counts: _Counts | None,
@@ -276,7 +277,7 @@ class _RetrieveBase:
 
     async def _respond(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         status: int,
         counts: _Counts | None,
@@ -363,7 +364,7 @@ class MoveService(_RetrieveBase):
 
     async def _suboperations(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         records: list[InstanceRecord],
         counts: _Counts,
@@ -432,7 +433,7 @@ class GetService(_RetrieveBase):
 
     async def _suboperations(
         self,
-        association: Association,
+        association: AssociationLike,
         incoming: Incoming,
         records: list[InstanceRecord],
         counts: _Counts,

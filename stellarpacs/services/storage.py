@@ -24,9 +24,10 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
+from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.logtext import printable
 from stellarpacs.storage.api import IncomingInstance, InstanceArchive, StoreResult
@@ -111,7 +112,7 @@ class StorageService:
         self.abstract_syntaxes = storage_syntaxes(config)
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         assert isinstance(command, CStoreRQ)
         refusal = _refusal(context, command)
@@ -125,7 +126,7 @@ class StorageService:
         )
         return _ArchiveSink(incoming)
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CStoreRQ)
         status, comment = await self._store(request, incoming)

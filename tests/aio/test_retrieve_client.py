@@ -19,10 +19,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import generate_uid
 
-from stellarpacs.aio.client import ProposedContext, contexts_for_paths, get_contexts
-from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse
+from stellarpacs.aio.client import contexts_for_paths
+from stellarpacs.aio.scu.contexts import ProposedContext, get_contexts
+from stellarpacs.aio.scu.retrieve import FolderStoreHandler, RetrieveResponse
+from stellarpacs.aio.scu.store import UNCOMPRESSED, StoreItem, _groups, propose_contexts
 from stellarpacs.aio.server import Server
-from stellarpacs.aio.storescu import UNCOMPRESSED, StoreItem, _groups, propose_contexts
 from stellarpacs.storage.archive import Archive
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -261,9 +262,9 @@ def test_get_contexts_ask_for_the_scp_role_one_syntax_each() -> None:
 
 
 def test_retrieve_response_reads_counts_and_failed_uids() -> None:
-    from stellarpacs.aio.association import Incoming
     from stellarpacs.datasets import encode_dataset
     from stellarpacs.dimse.commands import CMoveRSP
+    from stellarpacs.dimse.events import Incoming
     from stellarpacs.ul.negotiation import PresentationContext
 
     ds = Dataset()
@@ -284,7 +285,7 @@ def test_retrieve_response_reads_counts_and_failed_uids() -> None:
     assert not response.pending and response.category.value == "warning"
 
 
-# --- the contexts of a store (stellarpacs.aio.storescu) ------------------------------------
+# --- the contexts of a store (stellarpacs.aio.scu.store) ------------------------------------
 
 _CLASSES = [f"1.2.840.10008.5.1.4.1.1.{n}" for n in range(1, 90)]
 _SYNTAXES = [*UNCOMPRESSED, *COMPRESSED_SOURCES]

@@ -28,9 +28,10 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+from stellarpacs.aio.client import ClientAssociation, connect
+from stellarpacs.aio.scu.contexts import ProposedContext
+from stellarpacs.aio.scu.store import scan_paths, store_paths
 from stellarpacs.aio.server import Server
-from stellarpacs.aio.storescu import scan_paths, store_paths
 from stellarpacs.config import Config, RemoteAE
 from stellarpacs.services.registry import default_services
 from stellarpacs.services.retrieve import GetService, MoveService

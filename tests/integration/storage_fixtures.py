@@ -32,7 +32,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext, connect
+from stellarpacs.aio.client import ClientAssociation, connect
+from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP

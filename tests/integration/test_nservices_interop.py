@@ -28,21 +28,16 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
-from stellarpacs.aio.client import ProposedContext, connect
-from stellarpacs.aio.nclient import (
-    CommitmentListener,
-    CommitmentReport,
-    SOPReference,
-    commit,
-    event_information,
-    mpps_create,
-    mpps_set,
-)
+from stellarpacs.aio.client import commit, connect
+from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.scu.contexts import ProposedContext
+from stellarpacs.aio.scu.nservices import CommitmentListener
 from stellarpacs.aio.server import Server
+from stellarpacs.commitment import CommitmentReport, SOPReference, event_information
 from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import Message, NActionRQ, NActionRSP, NEventReportRQ
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
 from stellarpacs.services.registry import ServiceSet, default_services
@@ -440,13 +435,13 @@ async def test_our_client_commits_and_sends_mpps(tmp_path: Path) -> None:
             contexts=[ProposedContext(MPPS)], dimse_timeout=WAIT,
         )  # fmt: skip
         async with client:
-            created = await mpps_create(client, in_progress("1.2.3.100"))
+            created = await client.n_create(MPPS, in_progress("1.2.3.100"))
             assert created.ok and created.sop_instance_uid
             uid = created.sop_instance_uid
-            assert (await mpps_set(client, uid, final("COMPLETED", "1.2.3.100.1", []))).ok
-            late = await mpps_set(client, uid, final("COMPLETED", "1.2.3.100.1", []))
+            assert (await client.n_set(MPPS, uid, final("COMPLETED", "1.2.3.100.1", []))).ok
+            late = await client.n_set(MPPS, uid, final("COMPLETED", "1.2.3.100.1", []))
             assert (late.status, late.error_id) == (0x0110, 0xA710)
-            missing = await mpps_set(client, "1.2.7.404", final("COMPLETED", "1.2", []))
+            missing = await client.n_set(MPPS, "1.2.7.404", final("COMPLETED", "1.2", []))
             assert missing.status == 0x0112 and not missing.ok
 
 
@@ -463,11 +458,11 @@ class _SameAssociationSCP:
         self.acknowledged: list[int] = []
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         rq = incoming.command
         assert isinstance(rq, NActionRQ)
         context = incoming.context

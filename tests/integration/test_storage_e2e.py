@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pydicom.filereader import read_file_meta_info
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext
+from stellarpacs.aio.client import ClientAssociation
+from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.dimse.command_codec import encode_command
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.dimse.fragments import fragment_message

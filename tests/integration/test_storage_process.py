@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from stellarpacs.aio.client import ClientAssociation, ProposedContext
+from stellarpacs.aio.client import ClientAssociation
+from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.storage.files.layout import Layout

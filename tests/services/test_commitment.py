@@ -13,16 +13,12 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Incoming
-from stellarpacs.aio.nclient import (
-    CommitmentListener,
-    FailureReason,
-    SOPReference,
-    action_information,
-)
+from stellarpacs.aio.scu.nservices import CommitmentListener
+from stellarpacs.commitment import FailureReason, SOPReference, action_information
 from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NActionRQ, NActionRSP
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.services.commitment import CommitmentService, DeliveryWorker, assess
 from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.archive import Archive
@@ -34,6 +30,7 @@ from stellarpacs.uids import (
     STORAGE_COMMITMENT_PUSH_INSTANCE,
 )
 from stellarpacs.ul.negotiation import PresentationContext
+from tests.aio.fakes import RecordingAssociation
 from tests.storage.dicomdata import CT_IMAGE, encode, make_dataset, store
 
 HOST = "127.0.0.1"
@@ -80,15 +77,6 @@ async def stored(archive: Archive, uid: str) -> None:
 # --- N-ACTION -------------------------------------------------------------------------------
 
 
-class FakeAssociation:
-    def __init__(self, calling_ae: str = "MODALITY") -> None:
-        self.calling_ae_title = calling_ae
-        self.sent: list[Any] = []
-
-    async def send(self, context_id: int, message: Any, dataset: bytes | None = None) -> None:
-        self.sent.append(message)
-
-
 def request_data(
     transaction: str | None = "1.2.9.1", refs: list[tuple[str, str]] | None = None
 ) -> bytes:
@@ -111,13 +99,13 @@ async def n_action(
     instance: str = STORAGE_COMMITMENT_PUSH_INSTANCE,
     action: int = 1,
 ) -> NActionRSP:
-    association = FakeAssociation(calling_ae)
+    association = RecordingAssociation(calling_ae)
     rq = NActionRQ(
         message_id=9, requested_sop_class_uid=sop_class, requested_sop_instance_uid=instance,
         action_type_id=action, has_dataset=data is not None,
     )  # fmt: skip
-    await service.handle(association, Incoming(CONTEXT, rq, data))  # type: ignore[arg-type]
-    [rsp] = association.sent
+    await service.handle(association, Incoming(CONTEXT, rq, data))
+    [rsp] = association.messages
     assert isinstance(rsp, NActionRSP) and rsp.message_id_being_responded_to == 9
     return rsp
 

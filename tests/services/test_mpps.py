@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Incoming
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NCreateRQ, NCreateRSP, NSetRQ, NSetRSP
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.errors import DIMSEError
 from stellarpacs.services.mpps import (
     MAY_NO_LONGER_BE_UPDATED,
@@ -27,10 +26,10 @@ from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, MPPS
 from stellarpacs.ul.negotiation import PresentationContext
+from tests.aio.fakes import RecordingAssociation
 
 FINAL = (PPSStatus.COMPLETED, PPSStatus.DISCONTINUED)
 CONTEXT = PresentationContext(1, MPPS, IMPLICIT_VR_LITTLE_ENDIAN)
-
 
 # --- the state rules, as pure functions ------------------------------------------------
 
@@ -76,18 +75,6 @@ def test_final_states_have_no_way_out() -> None:
 
 
 # --- the service, over a recording association -----------------------------------------
-
-
-class FakeAssociation:
-    """What a handler uses of an Association: the calling AE and ``send``."""
-
-    calling_ae_title = "MODALITY"
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send(self, context_id: int, message: Any, dataset: bytes | None = None) -> None:
-        self.sent.append(message)
 
 
 @pytest.fixture
@@ -146,27 +133,27 @@ async def create(
     context: PresentationContext = CONTEXT,
     sop_class: str = MPPS,
 ) -> NCreateRSP:
-    association = FakeAssociation()
+    association = RecordingAssociation("MODALITY")
     rq = NCreateRQ(
         message_id=5, affected_sop_class_uid=sop_class, affected_sop_instance_uid=uid,
         has_dataset=ds is not None,
     )  # fmt: skip
     data = None if ds is None else encode_dataset(ds, context.transfer_syntax)
-    await service.handle(association, Incoming(context, rq, data))  # type: ignore[arg-type]
-    [rsp] = association.sent
+    await service.handle(association, Incoming(context, rq, data))
+    [rsp] = association.messages
     assert isinstance(rsp, NCreateRSP) and rsp.message_id_being_responded_to == 5
     return rsp
 
 
 async def set_(service: MPPSService, ds: Dataset | None, uid: str = "1.2.7.1") -> NSetRSP:
-    association = FakeAssociation()
+    association = RecordingAssociation("MODALITY")
     rq = NSetRQ(
         message_id=6, requested_sop_class_uid=MPPS, requested_sop_instance_uid=uid,
         has_dataset=ds is not None,
     )  # fmt: skip
     data = None if ds is None else encode_dataset(ds, CONTEXT.transfer_syntax)
-    await service.handle(association, Incoming(CONTEXT, rq, data))  # type: ignore[arg-type]
-    [rsp] = association.sent
+    await service.handle(association, Incoming(CONTEXT, rq, data))
+    [rsp] = association.messages
     assert isinstance(rsp, NSetRSP) and rsp.message_id_being_responded_to == 6
     return rsp
 

@@ -18,9 +18,9 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
-from stellarpacs.aio.association import Association, Incoming
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.services.query import FIND_FAILURE, FindService, response_charset
 from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.api import Match, QueryProblem
@@ -36,23 +36,21 @@ from stellarpacs.uids import (
     STUDY_ROOT_QR_FIND,
 )
 from stellarpacs.ul.negotiation import PresentationContext
+from tests.aio.fakes import RecordingAssociation
 from tests.storage.dicomdata import encode, make_dataset, store
 
 IMPLICIT, EXPLICIT = IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN
 
 
-class Recorder:
-    """Stands for an Association: keeps what is sent; can cancel after some responses."""
-
-    calling_ae_title = "SCU"
+class Recorder(RecordingAssociation):
+    """Stands for an association: keeps what is sent; can cancel after some responses."""
 
     def __init__(self, cancel_after: int | None = None) -> None:
-        self.cancelled: set[int] = set()
-        self.sent: list[tuple[int, Message, bytes | None]] = []
+        super().__init__("SCU")
         self.cancel_after = cancel_after
 
     async def send(self, context_id: int, message: Message, dataset: bytes | None = None) -> None:
-        self.sent.append((context_id, message, dataset))
+        await super().send(context_id, message, dataset)
         if self.cancel_after is not None and len(self.sent) == self.cancel_after:
             assert isinstance(message, CFindRSP)
             self.cancelled.add(message.message_id_being_responded_to)
@@ -114,7 +112,7 @@ async def find(
     recorder = recorder or Recorder()
     context = PresentationContext(3, model, ts)
     rq = CFindRQ(message_id=message_id, affected_sop_class_uid=command_model or model)
-    await service.handle(cast(Association, recorder), Incoming(context, rq, data))
+    await service.handle(recorder, Incoming(context, rq, data))
     return recorder
 
 

@@ -17,12 +17,13 @@ from types import MappingProxyType
 import pytest
 from pydicom.dataset import Dataset
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming
-from stellarpacs.aio.client import ProposedContext, get_contexts
-from stellarpacs.aio.retrieve_scu import FolderStoreHandler, RetrieveResponse
+from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.scu.contexts import ProposedContext, get_contexts
+from stellarpacs.aio.scu.retrieve import FolderStoreHandler, RetrieveResponse
 from stellarpacs.aio.server import Server
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP, Message
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.errors import DIMSEError
 from stellarpacs.services.retrieve import RETRIEVE_FAILURE, _fitting, identifier_keys
 from stellarpacs.storage.api import QueryProblem, retrieve_keys
@@ -128,11 +129,11 @@ class Recorder:
         self.seen: list[CStoreRQ] = []
 
     def sink(
-        self, association: Association, context: PresentationContext, command: Message
+        self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         return None
 
-    async def handle(self, association: Association, incoming: Incoming) -> None:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CStoreRQ)
         self.seen.append(request)
@@ -280,7 +281,7 @@ async def test_get_needs_the_scp_role_and_sets_no_move_originator(tmp_path: Path
     seen: list[CStoreRQ] = []
 
     class Handler(FolderStoreHandler):
-        async def handle(self, association: Association, incoming: Incoming) -> int:
+        async def handle(self, association: AssociationLike, incoming: Incoming) -> int:
             assert isinstance(incoming.command, CStoreRQ)
             seen.append(incoming.command)
             return await super().handle(association, incoming)

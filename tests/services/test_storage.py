@@ -15,9 +15,10 @@ from typing import cast
 
 import pytest
 
-from stellarpacs.aio.association import Association, Incoming
+from stellarpacs.aio.association import Association
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, Message
+from stellarpacs.dimse.events import Incoming
 from stellarpacs.fileio import TempFile
 from stellarpacs.services.storage import STORE_STATUS, StorageService, StoreStatus
 from stellarpacs.storage.api import StoreResult

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from stellarpacs.cli import main
 from stellarpacs.storage import tools
 from stellarpacs.storage.archive import Archive
-from stellarpacs.storage.errors import SchemaTooNew
+from stellarpacs.storage.errors import SchemaTooNew, StorageUnavailable
 from stellarpacs.storage.index.nservices import (
     SCHEMA_VERSION,
     SQLiteNServiceStore,
@@ -24,16 +25,31 @@ REFS = [(CT_IMAGE, "1.2.3.4.5"), (CT_IMAGE, "1.2.3.4.6")]
 
 
 @pytest.fixture
-async def nstore(archive: Archive) -> SQLiteNServiceStore:
+async def nstore(archive: Archive) -> AsyncIterator[SQLiteNServiceStore]:
     opened = SQLiteNServiceStore(archive.layout.index_path, durable=False)
     await opened.open()
-    yield opened  # type: ignore[misc]
+    yield opened
     await opened.close()
 
 
 def _user_version(path: Path) -> int:
     with sqlite3.connect(path) as db:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def test_a_closed_store_refuses_use_instead_of_opening_again(tmp_path: Path) -> None:
+    """A worker that runs on after shutdown must not reopen the file behind its owner."""
+    path = tmp_path / "index.sqlite3"
+    closing = SQLiteNServiceStore(path, durable=False)
+    await closing.add_commitment("1.2.9.1", "MODALITY", REFS)  # first use opens it
+    await closing.close()
+    with pytest.raises(StorageUnavailable, match="closed"):
+        await closing.pending_commitments()
+    assert not closing.is_open
+    assert not path.with_name("index.sqlite3-wal").exists()
+    await closing.open()  # an explicit open is the owner's choice
+    assert len(await closing.pending_commitments()) == 1
+    await closing.close()
 
 
 async def test_tables_live_beside_the_index_without_touching_its_version(

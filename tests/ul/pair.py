@@ -44,7 +44,7 @@ from stellarpacs.ul.connection import (
 from stellarpacs.ul.fsm import State
 from stellarpacs.ul.pdus import PDU, AAssociateRQ
 
-__all__ = ["Pair", "Side", "allowed_states", "random_splitter", "split_at_pdus"]
+__all__ = ["Pair", "Side", "allowed_states", "frames", "random_splitter", "split_at_pdus"]
 
 #: Given a blob and the offsets where its PDUs end, return the offsets to cut it at.
 Splitter = Callable[[bytes, list[int]], list[int]]
@@ -90,7 +90,7 @@ def allowed_states(event: ConnectionEvent, requestor: bool) -> frozenset[State]:
     raise AssertionError(f"not an event: {event!r}")  # pragma: no cover
 
 
-def _frames(blob: bytes) -> tuple[list[PDU], list[int]]:
+def frames(blob: bytes) -> tuple[list[PDU], list[int]]:
     """Cut a side's output into PDUs (each must decode and re-encode identically)."""
     pdus: list[PDU] = []
     ends: list[int] = []
@@ -182,7 +182,7 @@ class Pair:
             blob = side.conn.data_to_send()
             if not blob:
                 continue
-            pdus, ends = _frames(blob)
+            pdus, ends = frames(blob)
             side.sent += pdus
             if self.open:
                 self._queue(self.peer(side), blob, ends)

@@ -96,10 +96,21 @@ class Database:
         # that failed to open without waiting for it, and that thread then trips
         # over an event loop that may be closed by then.  An opened connection is
         # handed over as it is (check_same_thread is off).
-        db = await asyncio.to_thread(
-            self.connect, read_only=read_only, create=create, functions=functions
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(self.connect, read_only=read_only, create=create, functions=functions)
         )
+        try:
+            db = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)  # the thread finishes regardless
+            raise
         return await aiosqlite.Connection(lambda: db, _ITER_CHUNK)
+
+
+def _close_opened(opening: asyncio.Future[sqlite3.Connection]) -> None:
+    """Close a connection whose opener was cancelled while its thread was connecting."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 @contextlib.contextmanager

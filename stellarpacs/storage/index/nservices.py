@@ -140,6 +140,8 @@ class SQLiteNServiceStore:
         self._database = Database(path, durable=durable, busy_timeout_ms=busy_timeout_ms)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        #: Set by close(): a use after it must not open the database again behind the owner.
+        self._closed = False
 
     @property
     def is_open(self) -> bool:
@@ -151,6 +153,7 @@ class SQLiteNServiceStore:
         Errors are the driver's own: the storage tools report them as such.
         """
         async with self._lock:
+            self._closed = False
             if self._db is not None:
                 return
             db = await self._database.connect_async(create=True)
@@ -163,6 +166,7 @@ class SQLiteNServiceStore:
 
     async def close(self) -> None:
         async with self._lock:
+            self._closed = True
             if self._db is not None:
                 db, self._db = self._db, None
                 await db.close()
@@ -188,6 +192,8 @@ class SQLiteNServiceStore:
         whatever the block itself raises otherwise goes through untouched.
         """
         with unavailable():
+            if self._closed:
+                raise StorageUnavailable("the N-service store is closed")
             await self.open()
             async with self._lock:
                 if not write:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from stellarpacs.aio.association import Association
-from stellarpacs.aio.client import ClientAssociation, ProposedContext
+from stellarpacs.aio.protocols import AssociationLike, ClientLike
+from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP
+from stellarpacs.dimse.matching import Mismatch, expect_response
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.fileio import INSTANCE_SUFFIX, read_file_meta, uid_component
 from stellarpacs.part10 import encode_file_meta
@@ -139,7 +140,7 @@ def propose_contexts(items: Sequence[StoreItem]) -> list[ProposedContext]:
 
 
 def _pick_context(
-    association: Association, item: StoreItem, scp_role_only: bool = False
+    association: AssociationLike, item: StoreItem, scp_role_only: bool = False
 ) -> PresentationContext | None:
     exact = None
     fallback = None
@@ -168,7 +169,7 @@ def _open_at(path: Path, offset: int) -> tuple[BinaryIO, bytes]:
 
 
 async def _stream_file(
-    association: Association, context_id: int, request: CStoreRQ, item: StoreItem
+    association: AssociationLike, context_id: int, request: CStoreRQ, item: StoreItem
 ) -> str:
     """Send ``request`` with the file's data set read 1 MiB at a time; "" or why not sent.
 
@@ -282,7 +283,7 @@ def transcode(path: Path, transfer_syntax: str) -> bytes:
 
 
 async def send_item(
-    association: Association,
+    association: AssociationLike,
     item: StoreItem,
     *,
     dimse_timeout: float = 60.0,
@@ -323,7 +324,7 @@ async def send_item(
 
 
 async def _await_response(
-    association: Association, request: CStoreRQ, item: StoreItem, dimse_timeout: float
+    association: AssociationLike, request: CStoreRQ, item: StoreItem, dimse_timeout: float
 ) -> StoreResult:
     try:
         async with asyncio.timeout(dimse_timeout or None):
@@ -331,16 +332,16 @@ async def _await_response(
     except TimeoutError:
         association.abort()
         return StoreResult(item, None, f"no C-STORE-RSP within {dimse_timeout} s")
-    if incoming is None or not isinstance(incoming.command, CStoreRSP):
-        raise DIMSEError(0xC000, f"unexpected answer to C-STORE: {incoming!r}")
-    response = incoming.command
-    if response.message_id_being_responded_to != request.message_id:
-        raise DIMSEError(0xC000, "C-STORE-RSP answers another message ID")
+    other_id = DIMSEError(0xC000, "C-STORE-RSP answers another message ID")
+    other = DIMSEError(0xC000, f"unexpected answer to C-STORE: {incoming!r}")
+    response = expect_response(
+        request, incoming, CStoreRSP, lambda why: other_id if why is Mismatch.MESSAGE_ID else other
+    )
     return StoreResult(item, response.status, response.error_comment or "")
 
 
 async def send_all(
-    association: Association,
+    association: AssociationLike,
     items: Sequence[StoreItem],
     *,
     dimse_timeout: float = 60.0,
@@ -428,7 +429,7 @@ def _groups(items: Sequence[StoreItem], limit: int = 128) -> list[list[StoreItem
 
 async def store_paths(
     items: Sequence[StoreItem],
-    connect_association: Callable[[list[ProposedContext]], Awaitable[ClientAssociation]],
+    connect_association: Callable[[list[ProposedContext]], Awaitable[ClientLike]],
     *,
     on_result: Callable[[StoreResult], None] | None = None,
 ) -> list[StoreResult]:

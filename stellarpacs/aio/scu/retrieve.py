@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from stellarpacs.aio.association import Association, DatasetSink, Incoming, SinkFactory
+from stellarpacs.aio.protocols import AssociationLike, ClientLike, SinkFactory
 from stellarpacs.datasets import decode_dataset
 from stellarpacs.dimse.commands import (
     CCancelRQ,
@@ -41,6 +42,8 @@ from stellarpacs.dimse.commands import (
     CStoreRSP,
     Message,
 )
+from stellarpacs.dimse.events import DatasetSink, Incoming
+from stellarpacs.dimse.matching import Mismatch, expect_response
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import DIMSEError
 from stellarpacs.fileio import INSTANCE_SUFFIX, TempFile, uid_component
@@ -51,9 +54,6 @@ from stellarpacs.uids import (
     IMPLEMENTATION_VERSION_NAME,
 )
 from stellarpacs.ul.negotiation import PresentationContext
-
-if TYPE_CHECKING:
-    from stellarpacs.aio.client import ClientAssociation
 
 __all__ = [
     "FolderStoreHandler",
@@ -127,12 +127,12 @@ class StoreHandler(Protocol):
     """Takes the C-STORE-RQs a C-GET SCP sends back on the association (PS3.4 C.4.3.3)."""
 
     def sink(
-        self, association: Association, context: PresentationContext, request: CStoreRQ
+        self, association: AssociationLike, context: PresentationContext, request: CStoreRQ
     ) -> DatasetSink | None:
         """Where the data set's fragments go as they arrive; None gathers it in memory."""
         ...
 
-    async def handle(self, association: Association, incoming: Incoming) -> int:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> int:
         """Finish one received instance; returns the C-STORE-RSP status (PS3.4 B.2.3)."""
         ...
 
@@ -183,7 +183,7 @@ class FolderStoreHandler:
         self.failed: list[tuple[str, str]] = []
 
     def sink(
-        self, association: Association, context: PresentationContext, request: CStoreRQ
+        self, association: AssociationLike, context: PresentationContext, request: CStoreRQ
     ) -> DatasetSink | None:
         uid = request.affected_sop_instance_uid
         final = self.folder / (uid_component(uid) + INSTANCE_SUFFIX)
@@ -201,7 +201,7 @@ class FolderStoreHandler:
         except OSError as error:
             return _FileSink(None, final, str(error))
 
-    async def handle(self, association: Association, incoming: Incoming) -> int:
+    async def handle(self, association: AssociationLike, incoming: Incoming) -> int:
         request = incoming.command
         assert isinstance(request, CStoreRQ)
         sink = incoming.sink
@@ -229,13 +229,18 @@ def _sink_factory(handler: StoreHandler, previous: SinkFactory | None) -> SinkFa
     """The association's sink factory while a C-GET runs: C-STORE-RQs go to ``handler``."""
 
     def factory(
-        association: Association, context: PresentationContext, command: Message
+        association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         if isinstance(command, CStoreRQ):
             return handler.sink(association, context, command)
         return previous(association, context, command) if previous is not None else None
 
     return factory
+
+
+def _unexpected(command: Message) -> Callable[[Mismatch], DIMSEError]:
+    """The error of a message that neither answers the retrieve nor is a sub-operation."""
+    return lambda _: DIMSEError(0xC000, f"unexpected message during the retrieve: {command!r}")
 
 
 # --- the response stream ----------------------------------------------------------------------
@@ -250,7 +255,7 @@ class RetrieveStream:
 
     def __init__(
         self,
-        client: ClientAssociation,
+        client: ClientLike,
         context: PresentationContext,
         request: CMoveRQ | CGetRQ,
         identifier: bytes,
@@ -262,12 +267,16 @@ class RetrieveStream:
         self.identifier = identifier
         self.handler = handler
         self.final: RetrieveResponse | None = None
+        #: What answers the request (PS3.7 9.3.3.2, 9.3.4.2).
+        self.response_class: type[CMoveRSP] | type[CGetRSP] = (
+            CMoveRSP if isinstance(request, CMoveRQ) else CGetRSP
+        )
         self._started = False
         self._cancel_sent = False
         self._previous_factory: SinkFactory | None = None
 
     @property
-    def association(self) -> Association:
+    def association(self) -> AssociationLike:
         return self.client.association
 
     async def start(self) -> None:
@@ -303,15 +312,11 @@ class RetrieveStream:
                 if isinstance(command, CStoreRQ):
                     await self._store(incoming, command)
                     continue
-                if (
-                    isinstance(command, CMoveRSP | CGetRSP)
-                    and command.message_id_being_responded_to == self.request.message_id
-                ):
-                    response = RetrieveResponse.of(incoming)
-                    if not response.pending:
-                        self._finish(response)
-                    return response
-                raise DIMSEError(0xC000, f"unexpected message during the retrieve: {command!r}")
+                expect_response(self.request, incoming, self.response_class, _unexpected(command))
+                response = RetrieveResponse.of(incoming)
+                if not response.pending:
+                    self._finish(response)
+                return response
         except asyncio.CancelledError:
             raise  # still open: the next operation on the association cancels and drains it
         except BaseException:
