@@ -19,7 +19,8 @@ from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import NActionRQ, NActionRSP
 from stellarpacs.dimse.events import Incoming
-from stellarpacs.services.commitment import CommitmentService, DeliveryWorker, assess
+from stellarpacs.services.commitment import CommitmentService
+from stellarpacs.services.commitment_delivery import DeliveryWorker, assess
 from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.index.nservices import SQLiteNServiceStore
