@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from stellarpacs.aio.client import contexts_for_paths
 from stellarpacs.aio.scu.contexts import ProposedContext, get_contexts
@@ -83,7 +83,7 @@ async def test_store_sends_a_file_a_folder_and_a_dataset(tmp_path: Path) -> None
     sc = "1.2.840.10008.5.1.4.1.1.7"
     loose = synthetic_dataset(sc, 0, patient_id="DS")
     loose.file_meta = FileMetaDataset()
-    loose.file_meta.TransferSyntaxUID = IMPLICIT_VR_LITTLE_ENDIAN
+    loose.file_meta.TransferSyntaxUID = UID(IMPLICIT_VR_LITTLE_ENDIAN)
     bare = synthetic_dataset(sc, 1, patient_id="DS")
     contexts = contexts_for_paths([tmp_path / "files"])
     contexts += [

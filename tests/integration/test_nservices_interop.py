@@ -22,11 +22,6 @@ from typing import Any, cast
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import (
-    ModalityPerformedProcedureStep,
-    StorageCommitmentPushModel,
-    Verification,
-)
 
 from stellarpacs.aio.client import commit, connect
 from stellarpacs.aio.protocols import AssociationLike
@@ -45,7 +40,12 @@ from stellarpacs.services.storage import STORE_STATUS
 from stellarpacs.storage.archive import Archive
 from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.storage.records import CommitmentState
-from stellarpacs.uids import MPPS, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
+from stellarpacs.uids import (
+    MPPS,
+    STORAGE_COMMITMENT_PUSH,
+    STORAGE_COMMITMENT_PUSH_INSTANCE,
+    VERIFICATION,
+)
 from stellarpacs.ul.negotiation import PresentationContext, Role
 from tests.integration.peers import HOST
 from tests.storage.dicomdata import CT_IMAGE, encode, make_dataset, store
@@ -130,10 +130,11 @@ def py_listener(port: int) -> Iterator[queue.Queue[Received]]:
 
     ae = AE(ae_title=PEER_AE)
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = PY_TIMEOUT
-    ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+    ae.add_supported_context(STORAGE_COMMITMENT_PUSH, scu_role=False, scp_role=True)
     server = ae.start_server(
         (HOST, port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
     )
+    assert server is not None  # block=False returns the server
     try:
         yield reports
     finally:
@@ -156,12 +157,12 @@ def action_dataset(transaction: str, refs: list[tuple[str, str]]) -> Dataset:
 def _py_n_action(port: int, ds: Dataset) -> int:
     ae = AE(ae_title=PEER_AE)
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = PY_TIMEOUT
-    ae.add_requested_context(StorageCommitmentPushModel)
+    ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
     assoc = ae.associate(HOST, port, ae_title=SERVER_AE)
     assert assoc.is_established
     try:
         status, _ = assoc.send_n_action(
-            ds, 1, StorageCommitmentPushModel, STORAGE_COMMITMENT_PUSH_INSTANCE
+            ds, 1, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
         )
     finally:
         assoc.release()
@@ -215,17 +216,17 @@ async def test_pynetdicom_refusals_keep_the_association_usable(tmp_path: Path) -
     def session(port: int) -> list[int]:
         ae = AE(ae_title="STRANGER")
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = PY_TIMEOUT
-        ae.add_requested_context(StorageCommitmentPushModel)
-        ae.add_requested_context(Verification)
+        ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
+        ae.add_requested_context(VERIFICATION)
         assoc = ae.associate(HOST, port, ae_title=SERVER_AE)
         assert assoc.is_established
         try:
             ds = action_dataset("1.2.9.1", [(CT_IMAGE, "1.2.3.4.1")])
             unknown_ae, _ = assoc.send_n_action(
-                ds, 1, StorageCommitmentPushModel, STORAGE_COMMITMENT_PUSH_INSTANCE
+                ds, 1, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
             )
             no_action, _ = assoc.send_n_action(
-                ds, 7, StorageCommitmentPushModel, STORAGE_COMMITMENT_PUSH_INSTANCE
+                ds, 7, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
             )
             echo = assoc.send_c_echo()
         finally:
@@ -331,18 +332,18 @@ def final(status: str, series: str, images: list[str]) -> Dataset:
 def _py_mpps_session(port: int) -> dict[str, Any]:
     ae = AE(ae_title=PEER_AE)
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = PY_TIMEOUT
-    ae.add_requested_context(ModalityPerformedProcedureStep)
-    ae.add_requested_context(Verification)
+    ae.add_requested_context(MPPS)
+    ae.add_requested_context(VERIFICATION)
     assoc = ae.associate(HOST, port, ae_title=SERVER_AE)
     assert assoc.is_established
     seen: dict[str, Any] = {}
 
     def n_create(ds: Dataset, uid: str) -> int:
-        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+        status, _ = assoc.send_n_create(ds, MPPS, uid)
         return int(status.Status)
 
     def n_set(ds: Dataset, uid: str) -> Dataset:
-        status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid)
+        status, _ = assoc.send_n_set(ds, MPPS, uid)
         return status
 
     try:

@@ -38,7 +38,7 @@ HOST = "127.0.0.1"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 CONTEXT = PresentationContext(1, STORAGE_COMMITMENT_PUSH, IMPLICIT_VR_LITTLE_ENDIAN)
 WAIT = 5.0
-TINY = {"base_delay": 0.01, "max_delay": 0.05}
+TINY: dict[str, Any] = {"base_delay": 0.01, "max_delay": 0.05}
 #: Referenced SOP Sequence of undefined length whose item never ends: pydicom cannot read it.
 UNPARSABLE = struct.pack("<HHI", 0x0008, 0x1199, 0xFFFFFFFF) + b"\x01\x02"
 

@@ -58,7 +58,7 @@ def element(tag: int, vr: bytes, value: bytes, transfer_syntax: str) -> bytes:
     return head + vr + struct.pack("<H", len(value)) + value
 
 
-def identifier(**keys: str) -> Dataset:
+def identifier(**keys: str | list[str]) -> Dataset:
     ds = Dataset()
     for key, value in keys.items():
         setattr(ds, key, value)
@@ -269,7 +269,8 @@ async def test_a_cancelled_move_stops_and_forgets_its_message_id(tmp_path: Path)
             assert stream.final is not None and stream.final.status == 0xFE00
             [association] = server.associations
             assert association.cancelled == set()
-    assert len(recorder.seen) == stream.final.completed < 40
+    completed = stream.final.completed
+    assert completed is not None and len(recorder.seen) == completed < 40
 
 
 # --- C-GET ------------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ async def test_modalities_in_study(catalog: SQLiteCatalog) -> None:
 
 
 async def test_computed_counts(catalog: SQLiteCatalog) -> None:
-    keys = dict(
+    keys: dict[str, Any] = dict(
         NumberOfStudyRelatedSeries="",
         NumberOfStudyRelatedInstances="",
         NumberOfPatientRelatedStudies="",
