@@ -102,13 +102,23 @@ class Database:
         try:
             db = await asyncio.shield(opening)
         except asyncio.CancelledError:
-            opening.add_done_callback(_close_opened)  # the thread finishes regardless
+            await _close_when_opened(opening)
             raise
-        return await aiosqlite.Connection(lambda: db, _ITER_CHUNK)
+        try:
+            return await aiosqlite.Connection(lambda: db, _ITER_CHUNK)
+        except BaseException:
+            db.close()
+            raise
 
 
-def _close_opened(opening: asyncio.Future[sqlite3.Connection]) -> None:
-    """Close a connection whose opener was cancelled while its thread was connecting."""
+async def _close_when_opened(opening: asyncio.Future[sqlite3.Connection]) -> None:
+    """A cancelled open still finishes in its thread: close what it opens before going on.
+
+    Waiting here, rather than closing from a callback later, means nothing is
+    left open once the caller's cancellation has gone through, not even when
+    the event loop is closed right after.
+    """
+    await asyncio.wait([opening])
     if not opening.cancelled() and opening.exception() is None:
         opening.result().close()
 
