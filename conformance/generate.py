@@ -136,7 +136,8 @@ _RETRIEVE_STATUSES: Mapping[int, str] = {
     Status.PENDING: "after each sub-operation but the last",
     Status.SUCCESS: "every sub-operation succeeded",
     Status.SUBOPERATIONS_COMPLETE_WITH_FAILURES: "some failed (Failed SOP Instance UID List)",
-    Status.OUT_OF_RESOURCES_MATCHES: "the index could not be searched",
+    Status.OUT_OF_RESOURCES_MATCHES: "the index could not be searched, or the identifier "
+    "is over `max_identifier_size`",
     Status.OUT_OF_RESOURCES_SUBOPERATIONS: "no sub-operation could be attempted",
     Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: "the identifier does not fit the model",
     Status.UNABLE_TO_PROCESS: "the identifier cannot be parsed or lacks a unique key",
@@ -167,7 +168,8 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         {
             StoreStatus.SUCCESS: "stored and indexed; also for a second copy of a stored "
             "SOP Instance UID, which is not kept",
-            StoreStatus.OUT_OF_RESOURCES: "the file or the index could not be written",
+            StoreStatus.OUT_OF_RESOURCES: "the file or the index could not be written, or a "
+            "deflated header needs more than `max_inflated_header` bytes inflated",
             StoreStatus.CANNOT_UNDERSTAND: "the data set cannot be parsed",
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
             Status.INVALID_OBJECT_INSTANCE: "the SOP Instance UID holds non-ASCII bytes",
@@ -187,7 +189,8 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
             Status.PENDING_WARNING: "a match; some optional key could not be matched",
             Status.SUCCESS: "after the last match",
             Status.CANCEL: "a C-CANCEL arrived; no more matches are sent",
-            Status.OUT_OF_RESOURCES: "the index cannot be read",
+            Status.OUT_OF_RESOURCES: "the index cannot be read, or the identifier is over "
+            "`max_identifier_size`",
             Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: "the identifier does not fit the model",
             0xC001: "the identifier cannot be processed",
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
@@ -752,6 +755,30 @@ def render_configuration(m: Model) -> Lines:
     ]
 
 
+def render_hostile_input(m: Model) -> Lines:
+    """What a peer cannot make us hold or crash on (issue 12); the keys are in 6.2."""
+    c = m.config
+    return [
+        *heading(3, "6.3 Hostile Input: Limits"),
+        *para(
+            "A Deflated Explicit VR Little Endian data set (PS3.5 A.5) is inflated as it is "
+            "read, only up to its Pixel Data and at most `max_inflated_header` "
+            f"({c.max_inflated_header} bytes); a C-STORE needing more is answered A702 and "
+            "not stored. A stored file keeps the deflated bytes as received.",
+            "A C-FIND, C-MOVE or C-GET identifier over `max_identifier_size` "
+            f"({c.max_identifier_size} bytes), and an N-ACTION, N-CREATE, N-SET or "
+            "N-EVENT-REPORT data set over `max_nservice_dataset_size` "
+            f"({c.max_nservice_dataset_size} bytes), is drained unread as it arrives and "
+            "answered A700 (C-FIND), A701 (C-MOVE, C-GET) or 0213, resource limitation "
+            "(N-services); the association goes on. A data set over 64 KiB is parsed in a "
+            "worker thread, so other associations are served meanwhile.",
+            "A C-ECHO, C-STORE, C-FIND, C-MOVE or C-GET whose Affected SOP Class UID holds "
+            "non-ASCII bytes is answered 0122, SOP class not supported, with the context's "
+            "SOP class as Affected SOP Class UID.",
+        ),
+    ]
+
+
 def render_character_sets(m: Model) -> Lines:
     notes = [text_of(service).charset for _, _, service in numbered(m.services)]
     return [
@@ -800,6 +827,7 @@ def render(config: Config | None = None) -> str:
         render_profiles(m),
         render_extensions(m),
         render_configuration(m),
+        render_hostile_input(m),
         render_character_sets(m),
         render_notes(m),
     ]

@@ -292,6 +292,27 @@ class Config:
         "Match PN attributes such as Patient's Name case-insensitively in C-FIND, which "
         "PS3.4 C.2.2.2.1 allows.",
     )
+    # -- limits on what a peer may make us hold (hostile input) --
+    max_inflated_header: int = _key(
+        64 * 1024 * 1024,
+        "Bytes of a Deflated Explicit VR Little Endian data set (PS3.5 A.5) we inflate to "
+        "read its header for the index, up to its Pixel Data; a C-STORE needing more is "
+        "refused with A702 (out of resources) and not stored.",
+        in_range(64 * 1024, 1 << 40),
+    )
+    max_identifier_size: int = _key(
+        1024 * 1024,
+        "Largest C-FIND, C-MOVE or C-GET identifier; a larger one is drained unread and "
+        "refused with A700 (C-FIND) or A701 (C-MOVE, C-GET).",
+        in_range(1024, 1 << 30),
+    )
+    max_nservice_dataset_size: int = _key(
+        2 * 1024 * 1024,
+        "Largest data set of an N-ACTION, N-CREATE, N-SET or N-EVENT-REPORT (about 20,000 "
+        "storage commitment references); a larger one is drained unread and refused with "
+        "0213, resource limitation.",
+        in_range(1024, 1 << 30),
+    )
     remotes: Mapping[str, RemoteAE] = field(
         default_factory=lambda: MappingProxyType({}),
         hash=False,

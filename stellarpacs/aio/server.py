@@ -17,13 +17,14 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 
 from stellarpacs.aio.association import Association
+from stellarpacs.aio.guard import BoundedSink, dataset_limit, screen
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
-from stellarpacs.dimse.events import DatasetSink
+from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.logtext import printable
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
@@ -289,7 +290,10 @@ class Server:
         self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         service = self._dispatch.get(type(command))
-        return service.sink(association, context, command) if service else None
+        if service is None:
+            return None
+        sink = service.sink(association, context, command)
+        return sink if sink is not None else BoundedSink(dataset_limit(self.config, command))
 
     # --- serving one association ---------------------------------------------------------
 
@@ -306,7 +310,9 @@ class Server:
                     )
                     association.abort()
                     break
-                await service.handle(association, incoming)
+                admitted = await self._screen(association, incoming)
+                if admitted is not None:
+                    await service.handle(association, admitted)
         except AssociationAborted:
             pass
         except Exception:
@@ -318,6 +324,20 @@ class Server:
             self.associations.discard(association)
             self._log_end(association, time.monotonic() - started)
             await self._await_close(association)
+
+    @staticmethod
+    async def _screen(association: Association, incoming: Incoming) -> Incoming | None:
+        """What the handler gets, or None once a refusal was sent (see :mod:`.guard`)."""
+        incoming, refusal = screen(incoming)
+        if refusal is None:
+            return incoming
+        log.warning(
+            "%s: %s refused with 0x%04X: %s",
+            printable(association.calling_ae_title), type(incoming.command).__name__,
+            refusal.status, refusal.reason,
+        )  # fmt: skip
+        await association.send(incoming.context.context_id, refusal.response)
+        return None
 
     async def _await_close(self, association: Association) -> None:
         """Give the peer ARTIM's time to close after release or abort, then close."""

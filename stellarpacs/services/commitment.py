@@ -42,6 +42,7 @@ from stellarpacs.dimse.status import Status, describe
 from stellarpacs.errors import DIMSEError
 from stellarpacs.logtext import printable
 from stellarpacs.services.commitment_delivery import DeliveryWorker
+from stellarpacs.services.offload import parse_off_loop
 from stellarpacs.storage.api import (
     CommitmentRequest,
     InstanceLookup,
@@ -131,6 +132,8 @@ class CommitmentService:
             Status.MISSING_ATTRIBUTE_VALUE: "one of them is empty",
             Status.INVALID_ATTRIBUTE_VALUE: "the Transaction UID is not a UID, or a value "
             "cannot be decoded",
+            Status.RESOURCE_LIMITATION: "the data set is over `max_nservice_dataset_size` "
+            "(drained unread)",
         }
     )
 
@@ -188,7 +191,9 @@ class CommitmentService:
         requester = association.calling_ae_title
         if requester not in self.config.remotes:
             raise DIMSEError(Status.PROCESSING_FAILURE, f"AE {requester} not configured")
-        transaction, refs = _action_information(incoming)
+        transaction, refs = await parse_off_loop(
+            incoming.dataset, lambda: _action_information(incoming)
+        )
         try:
             kept = await self.store.add_commitment(
                 transaction, requester, [(r.sop_class_uid, r.sop_instance_uid) for r in refs]

@@ -41,6 +41,7 @@ from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import DIMSEError
 from stellarpacs.logtext import printable
+from stellarpacs.services.offload import parse_off_loop
 from stellarpacs.storage.api import MPPSRecord, NServiceStore, StorageUnavailable
 from stellarpacs.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -273,6 +274,8 @@ class MPPSService:
             Status.NO_SUCH_SOP_CLASS: "the request's SOP class is not MPPS",
             Status.MISSING_ATTRIBUTE: "no data set, or N-CREATE without the status",
             Status.MISSING_ATTRIBUTE_VALUE: "the status is empty",
+            Status.RESOURCE_LIMITATION: "the data set is over `max_nservice_dataset_size` "
+            "(drained unread)",
         }
     )
 
@@ -298,7 +301,7 @@ class MPPSService:
         uid = given or new_uid()
         try:
             _check(request.affected_sop_class_uid, incoming.context, given)
-            ds = _dataset(incoming)
+            ds = await parse_off_loop(incoming.dataset, lambda: _dataset(incoming))
             status = created_status(_status_value(ds))
             record = _record(uid, status, ds, association.calling_ae_title)
             await self._keep(record)
@@ -334,7 +337,7 @@ class MPPSService:
         uid = request.requested_sop_instance_uid
         try:
             _check(request.requested_sop_class_uid, incoming.context, uid)
-            ds = _dataset(incoming)
+            ds = await parse_off_loop(incoming.dataset, lambda: _dataset(incoming))
             updated = await self._update(uid, ds)
         except DIMSEError as error:
             log.warning("MPPS N-SET of %s from %s refused: %s", printable(uid),

@@ -40,6 +40,7 @@ from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.logtext import printable
+from stellarpacs.services.offload import parse_off_loop
 from stellarpacs.storage.api import (
     InstanceArchive,
     InstanceCatalog,
@@ -187,10 +188,13 @@ class FindService:
             return Status.SOP_CLASS_NOT_SUPPORTED, comment, None, 0
         progress = _Progress()
         try:
-            query = parse_query(
-                decode_identifier(incoming.dataset, context.transfer_syntax),
-                request.affected_sop_class_uid,
-                fold_names=self.config.case_insensitive_person_names,
+            query = await parse_off_loop(
+                incoming.dataset,
+                lambda: parse_query(
+                    decode_identifier(incoming.dataset, context.transfer_syntax),
+                    request.affected_sop_class_uid,
+                    fold_names=self.config.case_insensitive_person_names,
+                ),
             )
             await self._send_matches(association, context, request, query, progress)
         except InvalidQuery as error:

@@ -43,7 +43,9 @@ class ServiceSet:
 
 async def open_archive(config: Config) -> Archive:
     """The archive under ``config.storage``, opened (crash leftovers cleaned)."""
-    archive = Archive(config.storage, fsync=config.fsync)
+    archive = Archive(
+        config.storage, fsync=config.fsync, max_inflated_header=config.max_inflated_header
+    )
     await archive.open()
     return archive
 

@@ -47,6 +47,7 @@ from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.logtext import printable
+from stellarpacs.services.offload import parse_off_loop
 from stellarpacs.storage.api import (
     InstanceLookup,
     InstanceRecord,
@@ -169,8 +170,13 @@ class _RetrieveBase:
 
     async def _match(self, incoming: Incoming) -> list[InstanceRecord]:
         context = incoming.context
-        ds = decode_dataset(incoming.dataset or b"", context.transfer_syntax)
-        keys = identifier_keys(ds, context.abstract_syntax)
+        keys = await parse_off_loop(
+            incoming.dataset,
+            lambda: identifier_keys(
+                decode_dataset(incoming.dataset or b"", context.transfer_syntax),
+                context.abstract_syntax,
+            ),
+        )
         try:
             return await self.archive.instances_for(keys)
         except StorageUnavailable as error:

@@ -48,6 +48,7 @@ from stellarpacs.part10 import Part10Error, encode_file_meta
 from stellarpacs.storage.errors import NotFound, UnreadableDataSet
 from stellarpacs.storage.files import durable
 from stellarpacs.storage.files.header import open_received, row_from_dataset
+from stellarpacs.storage.files.inflate import DEFAULT_MAX_INFLATED, InflationLimit
 from stellarpacs.storage.files.layout import Layout
 from stellarpacs.storage.index.catalog import SQLiteCatalog
 from stellarpacs.storage.index.database import unavailable
@@ -72,7 +73,13 @@ Hook = Callable[[StoredEvent], Awaitable[None]]
 
 
 def _failure(exc: BaseException) -> StoreOutcome:
-    """What went wrong as an outcome; the comment is sized for an Error Comment (LO)."""
+    """What went wrong as an outcome; the comment is sized for an Error Comment (LO).
+
+    A deflated header over the inflation limit is refused for our resources
+    (``NOT_STORED``), not as unreadable: the data set may well be valid.
+    """
+    if isinstance(exc, InflationLimit):
+        return StoreOutcome(StoreResult.NOT_STORED, None, error_comment=str(exc)[:64])
     if isinstance(exc, UnreadableDataSet | Part10Error):
         return StoreOutcome(StoreResult.UNREADABLE, None, error_comment=str(exc)[:64])
     return StoreOutcome(StoreResult.NOT_STORED, None, error_comment=_comment(exc))
@@ -169,11 +176,14 @@ class Archive:
         fsync: bool = True,
         implementation_class_uid: str = "1.2.826.0.1.3680043.2.914",
         implementation_version_name: str = "StellarPACS_1.3",
+        max_inflated_header: int = DEFAULT_MAX_INFLATED,
     ) -> None:
         if len(implementation_version_name) > 16 or len(implementation_class_uid) > 64:
             raise ValueError("implementation version name > 16 or class UID > 64 characters")
         self.layout = Layout(Path(root))
         self.fsync = fsync
+        #: Bytes a deflated data set's header may inflate to (``max_inflated_header``).
+        self.max_inflated_header = max_inflated_header
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name
         self.index = SQLiteIndex(self.layout.index_path, durable=fsync)
@@ -390,11 +400,13 @@ class Archive:
         durable.install(temp.path, dest, self._dirs)
         return _Settled(row, None, dest)
 
-    @staticmethod
-    def _row(incoming: IncomingFile, temp: TempFile) -> InstanceRow:
+    def _row(self, incoming: IncomingFile, temp: TempFile) -> InstanceRow:
         """Blocking: the index row of a received file, from its header read back."""
         dataset = open_received(
-            temp.path, offset=temp.header_size, transfer_syntax_uid=incoming.transfer_syntax_uid
+            temp.path,
+            offset=temp.header_size,
+            transfer_syntax_uid=incoming.transfer_syntax_uid,
+            max_inflated=self.max_inflated_header,
         )
         return row_from_dataset(
             dataset,
@@ -443,7 +455,7 @@ class Archive:
     async def _fail(self, exc: Exception, temp: TempFile, placed: Path | None) -> StoreOutcome:
         """Answer the failure; remove our file, never one that an index row points at."""
         outcome = _failure(exc)
-        if outcome.result is StoreResult.NOT_STORED:
+        if outcome.result is StoreResult.NOT_STORED and not isinstance(exc, InflationLimit):
             log.error("storing failed (%s)", printable(exc), exc_info=not isinstance(exc, OSError))
         else:
             log.warning("refused a data set: %s", printable(exc))

@@ -33,6 +33,7 @@ from stellarpacs.fileio import read_file_meta
 from stellarpacs.logtext import printable
 from stellarpacs.part10 import FileMeta, Part10Error
 from stellarpacs.storage.errors import UnreadableDataSet
+from stellarpacs.storage.files.inflate import DEFAULT_MAX_INFLATED, InflatingReader
 from stellarpacs.storage.files.layout import instance_relpath
 from stellarpacs.storage.records import HeaderSummary, InstanceRecord, InstanceRow
 
@@ -59,6 +60,8 @@ def _unreadable_as(what: str) -> Iterator[None]:
     """pydicom's parse errors become UnreadableDataSet; an OSError with an errno is real I/O."""
     try:
         yield
+    except UnreadableDataSet:
+        raise
     except OSError as exc:
         if exc.errno is not None:
             raise
@@ -67,15 +70,20 @@ def _unreadable_as(what: str) -> Iterator[None]:
         raise UnreadableDataSet(f"{what}: {exc}") from exc
 
 
-def open_dataset(path: Path) -> Dataset:
+def open_dataset(path: Path, *, max_inflated: int = DEFAULT_MAX_INFLATED) -> Dataset:
     """Blocking: the data set of a PS3.10 file, header only, pixel data never loaded.
 
     pydicom is lenient; on top of it we refuse what cannot be a data set at all:
     no element, or a top-level element whose value runs past the end of the file.
     Values above 1 KB stay on disk until read, so the file must still be there
     when the caller looks at them. An OSError with an errno is a real I/O error
-    and propagates as such.
+    and propagates as such. A deflated data set is inflated only up to its
+    Pixel Data and at most ``max_inflated`` bytes (see :mod:`.inflate`).
     """
+    with contextlib.suppress(Part10Error):
+        meta, offset = read_file_meta(path)
+        if meta.transfer_syntax_uid == _DEFLATED:
+            return _open_deflated(path, offset, max_inflated)
     with _unreadable_as("data set cannot be parsed"):
         size = path.stat().st_size
         ds = dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE)
@@ -86,17 +94,27 @@ def open_dataset(path: Path) -> Dataset:
 # which every other syntax uses (PS3.5 A.1-A.4); as pydicom's dcmread chooses them
 _ENCODINGS = {"1.2.840.10008.1.2": (True, True), "1.2.840.10008.1.2.2": (False, False)}
 _DEFLATED = "1.2.840.10008.1.2.1.99"  # PS3.5 A.5: the data set itself is deflated
+_NO_FILE = ""  # the name of an inflated header's "file": its deferred values cannot be read
 
 
-def open_received(path: Path, *, offset: int, transfer_syntax_uid: str) -> Dataset:
+def open_received(
+    path: Path,
+    *,
+    offset: int,
+    transfer_syntax_uid: str,
+    max_inflated: int = DEFAULT_MAX_INFLATED,
+) -> Dataset:
     """Blocking: :func:`open_dataset` of a file whose meta we wrote ourselves.
 
     The data set starts at ``offset`` in ``transfer_syntax_uid``, so the
     preamble and meta are not parsed again; the result is the one
-    ``open_dataset`` gives, for about a third less CPU. A deflated data set,
-    or a syntax pydicom registers as private, goes through ``open_dataset``.
+    ``open_dataset`` gives, for about a third less CPU. A deflated data set is
+    inflated as read, up to ``max_inflated`` bytes (:class:`InflationLimit`
+    beyond); a syntax pydicom registers as private goes through ``open_dataset``.
     """
-    if transfer_syntax_uid == _DEFLATED or transfer_syntax_uid in PrivateTransferSyntaxes:
+    if transfer_syntax_uid == _DEFLATED:
+        return _open_deflated(path, offset, max_inflated)
+    if transfer_syntax_uid in PrivateTransferSyntaxes:
         return open_dataset(path)
     implicit, little = _ENCODINGS.get(transfer_syntax_uid, (False, True))
     with _unreadable_as("data set cannot be parsed"):
@@ -108,6 +126,29 @@ def open_received(path: Path, *, offset: int, transfer_syntax_uid: str) -> Datas
             )
         ds = FileDataset(str(path), dataset, None, None, implicit, little)
         ds.set_original_encoding(implicit, little, dataset.original_character_set)
+    return _checked(ds, size)
+
+
+def _open_deflated(path: Path, offset: int, max_inflated: int) -> Dataset:
+    """The header of a deflated data set (PS3.5 A.5), inflated only as far as it goes.
+
+    Values over :data:`_SQ_MAX` (more than the index ever keeps, see
+    :func:`_is_large`) are inflated and dropped, not held: pydicom defers them,
+    and with no file to read them back from they stay out of the index.
+    """
+    with _unreadable_as("deflated data set cannot be parsed"), path.open("rb") as fp:
+        fp.seek(offset)
+        reader = InflatingReader(fp, max_inflated)
+        dataset = read_dataset(
+            reader,  # type: ignore[arg-type]  # read, seek and tell are what pydicom uses
+            False,
+            True,
+            stop_when=_at_pixels,
+            defer_size=_SQ_MAX,
+        )
+        size = reader.size
+    ds = FileDataset(_NO_FILE, dataset, None, None, False, True)
+    ds.set_original_encoding(False, True, dataset.original_character_set)
     return _checked(ds, size)
 
 
