@@ -38,7 +38,7 @@ from stellarpacs.audit.events import (
 )
 from stellarpacs.logtext import printable
 
-__all__ = ["MESSAGE_TYPES", "CodedValue", "MessageType", "audit_message"]
+__all__ = ["MESSAGE_TYPES", "CodedValue", "MessageType", "audit_message", "describe_messages"]
 
 CodedValue = tuple[str, str, str]
 """(code value, coding scheme designator, meaning) of a coded entry (PS3.15 A.5.1)."""
@@ -168,6 +168,11 @@ def _application(root: ET.Element, event: AuditEvent, source_id: str) -> None:
     _participant(root, source_id, requestor=False, role=("110150", "DCM", "Application"))
     launcher = ("110151", "DCM", "Application Launcher")
     _participant(root, _os_user(), requestor=True, role=launcher)
+
+
+def _configuration(root: ET.Element, event: AuditEvent, source_id: str) -> None:
+    """A.5.3.11: the application, who launched it, the file (role 13) and its SHA-256."""
+    _application(root, event, source_id)
     if isinstance(event, ConfigurationLoaded) and event.file:
         element = _object(root, event.file, _URI, role="13")  # security resource
         if event.sha256:
@@ -179,7 +184,7 @@ def _application(root: ET.Element, event: AuditEvent, source_id: str) -> None:
 
 
 def _association(root: ET.Element, event: AuditEvent, source_id: str) -> None:
-    """A.5.3.12: the calling AE (the user, with the negotiated user name) and our node."""
+    """A.5.3.12: the calling AE and its address (the user name once negotiated), our AE."""
     assert isinstance(
         event, AssociationAccepted | AssociationRejected | AssociationReleased | AssociationAborted
     )
@@ -220,7 +225,7 @@ def _query(root: ET.Element, event: AuditEvent, source_id: str) -> None:
 
 
 def _retrieve(root: ET.Element, event: AuditEvent, source_id: str) -> None:
-    """A.5.3.7 from the sender's side: the requestor, us (source), the destination."""
+    """A.5.3.7, sender's side: the requestor, us (source), the destination, the studies."""
     assert isinstance(event, RetrievePerformed)
     _participant(root, event.calling_ae, requestor=True)
     _participant(root, event.called_ae or source_id, requestor=False, role=_SOURCE)
@@ -241,7 +246,7 @@ _BUILDERS: Final[Mapping[type[AuditEvent], _Builder]] = MappingProxyType(
     {
         ApplicationStarted: _application,
         ApplicationStopped: _application,
-        ConfigurationLoaded: _application,
+        ConfigurationLoaded: _configuration,
         AssociationAccepted: _association,
         AssociationRejected: _association,
         AssociationReleased: _association,
@@ -301,3 +306,12 @@ def audit_message(entry: AuditEntry, source_id: str) -> ET.Element:
     _coded(source, "AuditSourceTypeCode", ("4", "DCM", "Application Server Process"))
     root.extend(objects)
     return root
+
+
+def describe_messages() -> list[tuple[str, MessageType, str]]:
+    """(event type, its message, who and what it names) for each event, for the statement."""
+    rows = []
+    for cls, builder in _BUILDERS.items():
+        summary = (builder.__doc__ or "").split(":", 1)[-1].strip().rstrip(".")
+        rows.append((cls.name, MESSAGE_TYPES[cls.name], summary))
+    return rows

@@ -31,9 +31,8 @@ log = logging.getLogger("stellarpacs.audit")
 
 #: Facility 10 (security/authorization) and severity 5 (notice), as IHE ATNA asks.
 PRI: Final = 10 * 8 + 5
-#: MSGID of a DICOM audit message in the RFC 5424 header (IHE ITI TF-2 3.20.4.2).
-MSGID: Final = "DICOM+RFC3881"
-_BOM: Final = b"\xef\xbb\xbf"  # RFC 5424 6.4: a UTF-8 MSG starts with the BOM
+#: MSGID of an audit message in the RFC 5424 header, as IHE ATNA collectors expect it.
+MSGID: Final = "IHE+RFC-3881"
 #: Entries waiting to be sent before new ones are dropped.
 QUEUE_SIZE: Final = 1000
 #: Seconds to connect to a TLS collector, and to hand it one frame.
@@ -59,7 +58,9 @@ def frame(entry: AuditEntry, source_id: str, hostname: str) -> bytes:
         f"<{PRI}>1 {entry.time} {_header_field(hostname, 255)} "
         f"{_header_field(source_id, 48)} {os.getpid()} {MSGID} - "
     )
-    return header.encode("ascii") + _BOM + xml
+    # MSG-ANY without a BOM (RFC 5424 6.4; IHE ITI CP 477 asks for none): the XML is
+    # ASCII anyway, since every value went through printable().
+    return header.encode("ascii") + xml
 
 
 class _Datagrams(asyncio.DatagramProtocol):

@@ -44,14 +44,14 @@ from tests.integration.storage_fixtures import (
 CT = "1.2.840.10008.5.1.4.1.1.2"
 FORGER = "EVIL\r\nFAKE\x1b[31m"
 FORGER_SHOWN = "EVIL\\r\\nFAKE\\x1b[31m"
-#: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD, then the BOM and the XML.
-FRAME = re.compile(rb"<(\d+)>1 (\S+) (\S+) (\S+) (\d+) (\S+) - \xef\xbb\xbf(.*)", re.DOTALL)
+#: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD, then the XML.
+FRAME = re.compile(rb"<(\d+)>1 (\S+) (\S+) (\S+) (\d+) (\S+) - (<AuditMessage>.*)", re.DOTALL)
 
 
 def parse_frame(data: bytes) -> tuple[re.Match[bytes], ET.Element]:
     match = FRAME.fullmatch(data)
     assert match is not None, data[:200]
-    assert match.group(1) == b"85" and match.group(6) == b"DICOM+RFC3881"
+    assert match.group(1) == b"85" and match.group(6) == b"IHE+RFC-3881"
     return match, ET.fromstring(match.group(7))
 
 
