@@ -16,12 +16,14 @@ import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
+from stellarpacs.aio.client import connect
 from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.aio.server import Server
 from stellarpacs.audit import Auditor
@@ -42,6 +44,8 @@ from tests.integration.storage_fixtures import (
 )
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 FORGER = "EVIL\r\nFAKE\x1b[31m"
 FORGER_SHOWN = "EVIL\\r\\nFAKE\\x1b[31m"
 #: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD, then the XML.
@@ -269,3 +273,36 @@ async def test_a_udp_collector_that_is_not_there_breaks_nothing(tmp_path: Path) 
     await auditor.close()
     assert sink.sent == 6  # handed to the kernel; the ICMP answers are counted as drops
     assert sink.dropped >= 1
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the hostile Patient's Name
+async def test_hostile_query_keys_and_move_destination_are_escaped(tmp_path: Path) -> None:
+    """What a peer asks reaches the trail escaped and bounded, whatever the query's outcome."""
+    path = tmp_path / "audit.jsonl"
+    auditor = Auditor([JsonLinesSink(path)])
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.PatientName = 'EVIL\r\n{"event":"forged"}\x1b[2J' + "x" * 5000
+    identifier.StudyInstanceUID = ""
+    async with audited_server(tmp_path, auditor) as server:
+        client = await connect(HOST, server.port, called_ae="STELLARPACS", contexts=[STUDY_FIND,
+                               STUDY_MOVE], connect_timeout=WAIT, dimse_timeout=WAIT)  # fmt: skip
+        async with client:
+            async with aclosing(client.find(STUDY_FIND, identifier)) as matches:
+                assert [m async for m in matches] == []
+            wanted = Dataset()
+            wanted.QueryRetrieveLevel, wanted.StudyInstanceUID = "STUDY", "1.2.3"
+            async with aclosing(client.move(STUDY_MOVE, wanted, "NO\nWHERE")) as moving:
+                statuses = [response.status async for response in moving]
+            assert statuses == [0xA801]
+    await auditor.close()
+    raw = path.read_bytes()
+    assert all(0x20 <= byte < 0x7F for byte in raw.replace(b"\n", b""))
+    entries = [json.loads(line) for line in raw.decode("ascii").splitlines()]
+    events = [e["event"] for e in entries]
+    assert events == ["association-accepted", "query", "retrieve", "association-released"]
+    query, retrieve = entries[1], entries[2]
+    name = query["keys"]["PatientName"]
+    assert name.startswith('EVIL\\r\\n{"event":"forged"}\\x1b[2J') and len(name) <= 256
+    assert retrieve["destination"] == "NO\\nWHERE" and retrieve["status"] == 0xA801
+    assert retrieve["outcome"] == "serious failure"
