@@ -19,7 +19,12 @@ from typing import Final
 
 from stellarpacs.aio.server import Server
 from stellarpacs.audit import Auditor, open_auditor
-from stellarpacs.audit.events import ApplicationStarted, ApplicationStopped, ConfigurationLoaded
+from stellarpacs.audit.events import (
+    ApplicationStarted,
+    ApplicationStopped,
+    ConfigurationLoaded,
+    Outcome,
+)
 from stellarpacs.cli.common import EXIT_OK, Subparsers, os_reason, run, setup_logging
 from stellarpacs.config import Config, load_config
 from stellarpacs.errors import ConfigError
@@ -79,6 +84,7 @@ async def _serve(config: Config, auditor: Auditor, loaded: ConfigurationLoaded) 
     services = await default_services(config, archive, auditor=auditor)
     server = Server(config, services.services, auditor=auditor)
     started: list[bool] = []
+    stopped = ApplicationStopped(config.ae_title, "signal")
 
     def on_started() -> None:
         started.append(True)
@@ -91,11 +97,15 @@ async def _serve(config: Config, auditor: Auditor, loaded: ConfigurationLoaded) 
         except OSError as error:
             raise ConfigError(f"cannot open storage {config.storage}: {os_reason(error)}") from None
         await _serve_until_signal(server, on_started)
+    except BaseException as error:
+        why = f"error: {type(error).__name__}"
+        stopped = ApplicationStopped(config.ae_title, why, Outcome.SERIOUS_FAILURE)
+        raise
     finally:
         await server.close()
         await services.close()
         if started:
-            auditor.record(ApplicationStopped(config.ae_title, "signal"))
+            auditor.record(stopped)
         await auditor.close()
     log.info("stopped")
     return EXIT_OK

@@ -84,6 +84,8 @@ async def test_a_run_leaves_one_line_per_event_in_order(tmp_path: Path) -> None:
         args = ("serve", "--config", str(config), "--host", HOST, "--storage", str(storage))
         async with serving(*args) as server:
             assert (await storescu(server.port, SERVER_AE, paths)).returncode == 0
+            so_far = [entry["event"] for entry in read_trail(audit)]
+            assert so_far == EXPECTED[:6]  # in the file already: written as they happen
             keys = ["QueryRetrieveLevel=STUDY", "PatientID=AUDIT1", "StudyInstanceUID"]
             found = await findscu(server.port, "study", keys, tmp_path / "find")
             assert found.returncode == 0 and len(found.matches) == 1
