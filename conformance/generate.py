@@ -839,7 +839,8 @@ def security_audit(m: Model) -> Lines:
             "as MSG without a BOM; "
             "over UDP one frame per datagram (RFC 5426), over TLS 1.2 or later with "
             "octet-counting framing (RFC 5425), the collector's certificate checked against "
-            "`audit.syslog_ca_file`. Sending never delays a DIMSE exchange: records wait in a "
+            "`audit.syslog_ca_file` and ours (`audit.syslog_certificate`) shown for mutual "
+            "authentication. Sending never delays a DIMSE exchange: records wait in a "
             f"queue of {QUEUE_SIZE}; when it is full or the collector cannot be reached they "
             f"are dropped and counted, with a warning at most once a minute, and a failed TLS "
             f"connection is retried after {RETRY_AFTER:g} s.",

@@ -13,6 +13,8 @@ neither the network nor storage, so every layer may be handed an auditor.
 from __future__ import annotations
 
 import logging
+import os
+import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -20,7 +22,7 @@ from typing import Protocol
 from stellarpacs.audit.events import AuditEntry, AuditEvent
 from stellarpacs.audit.jsonl import JsonLinesSink
 from stellarpacs.audit.settings import AuditSettings
-from stellarpacs.audit.syslog import SyslogSink
+from stellarpacs.audit.syslog import SyslogSink, tls_context
 from stellarpacs.config_checks import KeyProblem
 
 __all__ = ["Auditor", "Sink", "open_auditor", "utc_now"]
@@ -79,5 +81,18 @@ def open_auditor(settings: AuditSettings, source_id: str) -> Auditor:
             raise KeyProblem("audit.file", f"cannot be opened: {path}: {error.strerror}") from None
     target = settings.target
     if target is not None:
-        sinks.append(SyslogSink(target, source_id, ca_file=settings.syslog_ca_file))
+        context = _context(settings) if target.transport == "tls" else None
+        sinks.append(SyslogSink(target, source_id, context=context))
     return Auditor(sinks)
+
+
+def _context(settings: AuditSettings) -> ssl.SSLContext:
+    """The TLS client context of the collector; a file that cannot be used names its key."""
+    files = (settings.syslog_ca_file, settings.syslog_certificate, settings.syslog_private_key)
+    for name, path in zip(("ca_file", "certificate", "private_key"), files, strict=True):
+        if path and not os.access(path, os.R_OK):
+            raise KeyProblem(f"audit.syslog_{name}", f"is not a readable file: {path}")
+    try:
+        return tls_context(*files)
+    except OSError as error:  # ssl.SSLError is one: not PEM, a key that does not match
+        raise KeyProblem("audit.syslog", f"TLS files cannot be used: {error}") from None

@@ -77,6 +77,22 @@ class AuditSettings:
             "string (path)",
         ),
     )
+    syslog_certificate: str = field(
+        default="",
+        metadata=_meta(
+            "PEM certificate (chain) we show a tls:// collector, for the mutual "
+            "authentication IHE ATNA asks of RFC 5425; empty for none.",
+            "string (path)",
+        ),
+    )
+    syslog_private_key: str = field(
+        default="",
+        metadata=_meta(
+            "PEM private key of `audit.syslog_certificate`; empty when the certificate "
+            "file holds it.",
+            "string (path)",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -25,7 +25,7 @@ from stellarpacs.audit.message import audit_message
 from stellarpacs.audit.ratelimit import Warner
 from stellarpacs.audit.settings import SyslogTarget
 
-__all__ = ["MSGID", "PRI", "SyslogSink", "frame"]
+__all__ = ["MSGID", "PRI", "SyslogSink", "frame", "tls_context"]
 
 log = logging.getLogger("stellarpacs.audit")
 
@@ -63,6 +63,19 @@ def frame(entry: AuditEntry, source_id: str, hostname: str) -> bytes:
     return header.encode("ascii") + xml
 
 
+def tls_context(ca_file: str = "", certificate: str = "", private_key: str = "") -> ssl.SSLContext:
+    """The client side of RFC 5425: the collector checked against ``ca_file`` (else the
+    system's authorities), our certificate shown when given (ATNA asks for both ways).
+
+    Raises OSError or ssl.SSLError for a file that cannot be used.
+    """
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195, PS3.15 A.6
+    if certificate:
+        context.load_cert_chain(certificate, private_key or None)
+    return context
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     """Counts what the kernel reports back (an ICMP port unreachable, say)."""
 
@@ -82,7 +95,7 @@ class SyslogSink:
         target: SyslogTarget,
         source_id: str,
         *,
-        ca_file: str = "",
+        context: ssl.SSLContext | None = None,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.target = target
@@ -90,7 +103,7 @@ class SyslogSink:
         self.hostname = socket.gethostname()
         self.dropped = 0
         self.sent = 0
-        self._ca_file = ca_file
+        self._context = context if context is not None else tls_context()
         self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -145,11 +158,6 @@ class SyslogSink:
             )
         self._udp.sendto(message)
 
-    def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self._ca_file or None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195, PS3.15 B.13
-        return context
-
     async def _send_tls(self, message: bytes) -> None:
         loop = asyncio.get_running_loop()
         if self._writer is None:
@@ -158,7 +166,7 @@ class SyslogSink:
             try:
                 async with asyncio.timeout(SEND_TIMEOUT):
                     _, self._writer = await asyncio.open_connection(
-                        self.target.host, self.target.port, ssl=self._context()
+                        self.target.host, self.target.port, ssl=self._context
                     )
             except BaseException:
                 self._retry_at = loop.time() + RETRY_AFTER

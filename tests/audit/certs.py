@@ -52,6 +52,7 @@ def make_certificates(folder: Path, host: str = "127.0.0.1") -> Certificates:
         .add_extension(san, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    folder.mkdir(parents=True, exist_ok=True)
     out = Certificates(folder / "ca.pem", folder / "server.pem", folder / "server.key")
     out.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     out.certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stellarpacs.audit import Auditor, events
+from stellarpacs.audit import Auditor, events, open_auditor
 from stellarpacs.audit.events import (
     MAX_ITEMS,
     MAX_TEXT,
@@ -143,4 +143,22 @@ def test_the_audit_table_is_checked() -> None:
             audit_from_table({"syslog": bad})
     with pytest.raises(KeyProblem, match=r"'audit\.file' must be a string"):
         audit_from_table({"file": 3})
-    assert [f.name for f in fields(AuditSettings)] == ["file", "syslog", "syslog_ca_file"]
+    names = ["file", "syslog", "syslog_ca_file", "syslog_certificate", "syslog_private_key"]
+    assert [f.name for f in fields(AuditSettings)] == names
+
+
+def test_tls_files_that_cannot_be_used_are_named(tmp_path: Path) -> None:
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    cases = [
+        ({"syslog_ca_file": str(tmp_path / "missing.pem")}, "'audit.syslog_ca_file' is not a"),
+        ({"syslog_certificate": str(tmp_path / "none.pem")}, "'audit.syslog_certificate' is"),
+        ({"syslog_ca_file": str(not_pem)}, "'audit.syslog' TLS files cannot be used"),
+    ]
+    for values, message in cases:
+        settings = AuditSettings(syslog="tls://127.0.0.1:6514", **values)
+        with pytest.raises(KeyProblem) as raised:
+            open_auditor(settings, "STELLARPACS")
+        assert message in str(raised.value)
+    udp = AuditSettings(syslog="udp://127.0.0.1", syslog_ca_file=str(tmp_path / "x"))
+    assert open_auditor(udp, "STELLARPACS").enabled  # no TLS, no certificate needed

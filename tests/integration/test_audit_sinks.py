@@ -26,11 +26,11 @@ from pydicom.dataset import Dataset
 from stellarpacs.aio.client import connect
 from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.aio.server import Server
-from stellarpacs.audit import Auditor
-from stellarpacs.audit.events import QueryPerformed
+from stellarpacs.audit import Auditor, open_auditor
+from stellarpacs.audit.events import ApplicationStarted, QueryPerformed
 from stellarpacs.audit.jsonl import JsonLinesSink
-from stellarpacs.audit.settings import SyslogTarget
-from stellarpacs.audit.syslog import SyslogSink
+from stellarpacs.audit.settings import AuditSettings, SyslogTarget
+from stellarpacs.audit.syslog import SyslogSink, tls_context
 from stellarpacs.services.registry import default_services
 from stellarpacs.ul.pdus import AAssociateAC, AReleaseRP, AReleaseRQ
 from tests.audit.certs import make_certificates
@@ -186,9 +186,11 @@ async def test_udp_collector_receives_rfc5424_frames_with_a5_messages(tmp_path: 
 @dataclass
 class TLSCollector:
     frames: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    peers: list[object] = field(default_factory=list)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """RFC 5425 4.3: MSG-LEN SP SYSLOG-MSG, repeated."""
+        self.peers.append(writer.get_extra_info("peercert"))
         try:
             while length := await reader.readuntil(b" "):
                 self.frames.put_nowait(await reader.readexactly(int(length[:-1])))
@@ -199,16 +201,24 @@ class TLSCollector:
 
 
 async def test_tls_collector_receives_octet_counted_frames(tmp_path: Path) -> None:
+    """Mutual authentication (RFC 5425 5, IHE ATNA): each side checks the other's certificate."""
     certs = make_certificates(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=certs.ca_file)
     context.load_cert_chain(certs.certificate, certs.private_key)
+    context.verify_mode = ssl.CERT_REQUIRED
     collector = TLSCollector()
     listener = await asyncio.start_server(collector.serve, HOST, 0, ssl=context)
     port = listener.sockets[0].getsockname()[1]
+    settings = AuditSettings(
+        syslog=f"tls://{HOST}:{port}",
+        syslog_ca_file=str(certs.ca_file),
+        syslog_certificate=str(certs.certificate),
+        syslog_private_key=str(certs.private_key),
+    )
     try:
-        target = SyslogTarget("tls", HOST, port)
-        sink = SyslogSink(target, "STELLARPACS", ca_file=str(certs.ca_file))
-        auditor = Auditor([sink])
+        auditor = open_auditor(settings, "STELLARPACS")
+        (sink,) = auditor.sinks
+        assert isinstance(sink, SyslogSink)
         keys = (("PatientName", "<b>&\x00"), ("PatientID", "x" * 10_000))
         find, implicit = "1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.1.2"
         identifier = b"\x08\x00\x52\x00"
@@ -223,6 +233,7 @@ async def test_tls_collector_receives_octet_counted_frames(tmp_path: Path) -> No
         listener.close()
         await listener.wait_closed()
     assert sink.sent == 2 and sink.dropped == 0
+    assert len(collector.peers) == 1 and collector.peers[0]  # one connection, our certificate
     for data in frames:
         _, message = parse_frame(data)
         assert_a5_structure(message)
@@ -230,6 +241,30 @@ async def test_tls_collector_receives_octet_counted_frames(tmp_path: Path) -> No
         query_object = message.find("ParticipantObjectIdentification")
         assert query_object is not None
         assert query_object.findtext("ParticipantObjectQuery") == "CABSAA=="
+
+
+async def test_a_collector_with_an_unknown_certificate_gets_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collector's certificate is checked: one from another authority is refused."""
+    ours, theirs = make_certificates(tmp_path / "ours"), make_certificates(tmp_path / "theirs")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(theirs.certificate, theirs.private_key)
+    collector = TLSCollector()
+    listener = await asyncio.start_server(collector.serve, HOST, 0, ssl=context)
+    port = listener.sockets[0].getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="stellarpacs.audit")
+    try:
+        target = SyslogTarget("tls", HOST, port)
+        sink = SyslogSink(target, "STELLARPACS", context=tls_context(str(ours.ca_file)))
+        auditor = Auditor([sink])
+        auditor.record(ApplicationStarted("STELLARPACS", HOST, 104))
+        await auditor.close()
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert sink.sent == 0 and sink.dropped == 1 and collector.frames.empty()
+    assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_collector_that_is_away_does_not_slow_c_store(

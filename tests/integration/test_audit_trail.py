@@ -165,8 +165,12 @@ async def test_a_delete_that_finds_nothing_is_audited_as_a_failure(tmp_path: Pat
         ('[audit]\nfile = "/nonexistent-folder/audit.jsonl"\n', "'audit.file' cannot be opened"),
         ('[audit]\ncolour = "blue"\n', "'audit.colour' is not a key of [audit]"),
         ("audit = 3\n", "'audit' must be a table"),
+        (
+            '[audit]\nsyslog = "tls://127.0.0.1"\nsyslog_ca_file = "/nonexistent/ca.pem"\n',
+            "'audit.syslog_ca_file' is not a readable file",
+        ),
     ],
-    ids=["ftp-syslog", "unwritable-file", "unknown-key", "not-a-table"],
+    ids=["ftp-syslog", "unwritable-file", "unknown-key", "not-a-table", "missing-ca-file"],
 )
 async def test_a_bad_audit_configuration_is_one_line_and_exit_2(
     tmp_path: Path, toml: str, named: str
