@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stellarpacs.aio.auditing import aborted_by
 from stellarpacs.audit import Auditor, events, open_auditor
 from stellarpacs.audit.events import (
     MAX_ITEMS,
@@ -162,3 +163,18 @@ def test_tls_files_that_cannot_be_used_are_named(tmp_path: Path) -> None:
         assert message in str(raised.value)
     udp = AuditSettings(syslog="udp://127.0.0.1", syslog_ca_file=str(tmp_path / "x"))
     assert open_auditor(udp, "STELLARPACS").enabled  # no TLS, no certificate needed
+
+
+@pytest.mark.parametrize(
+    ("end_reason", "by"),
+    [
+        ("aborted by local user", "local"),
+        ("aborted: idle timeout", "local"),
+        ("aborted: A-ABORT source 0 reason 0 (peer)", "peer"),
+        ("aborted: A-ABORT source 2 reason 6 (provider): invalid PDU parameter", "provider"),
+        ("aborted: connection closed without release", "peer"),
+        ("aborted: DIMSE command set cannot be decoded", "local"),
+    ],
+)
+def test_who_aborted_is_read_from_the_end_reason(end_reason: str, by: str) -> None:
+    assert aborted_by(end_reason) == by

@@ -32,7 +32,7 @@ from stellarpacs.audit.jsonl import JsonLinesSink
 from stellarpacs.audit.settings import AuditSettings, SyslogTarget
 from stellarpacs.audit.syslog import SyslogSink, tls_context
 from stellarpacs.services.registry import default_services
-from stellarpacs.ul.pdus import AAssociateAC, AReleaseRP, AReleaseRQ
+from stellarpacs.ul.pdus import AAbort, AAssociateAC, AReleaseRP, AReleaseRQ
 from tests.audit.certs import make_certificates
 from tests.integration.conftest import make_config
 from tests.integration.peers import HOST, WAIT, RawPeer, associate_rq
@@ -341,3 +341,26 @@ async def test_hostile_query_keys_and_move_destination_are_escaped(tmp_path: Pat
     assert name.startswith('EVIL\\r\\n{"event":"forged"}\\x1b[2J') and len(name) <= 256
     assert retrieve["destination"] == "NO\\nWHERE" and retrieve["status"] == 0xA801
     assert retrieve["outcome"] == "serious failure"
+
+
+async def test_an_abort_by_the_peer_is_recorded_with_who_and_why(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    auditor = Auditor([JsonLinesSink(path)])
+    async with audited_server(tmp_path, auditor) as server:
+        peer = await RawPeer.open(server.port)
+        try:
+            await peer.send_pdu(associate_rq())
+            assert isinstance(await peer.read_pdu(), AAssociateAC)
+            await peer.send_pdu(AAbort(source=0, reason=0))
+            await peer.wait_eof()
+        finally:
+            await peer.close()
+        async with asyncio.timeout(WAIT):
+            while len(path.read_text().splitlines()) < 2:
+                await asyncio.sleep(0.01)
+    await auditor.close()
+    accepted, aborted = (json.loads(line) for line in path.read_text().splitlines())
+    assert accepted["event"] == "association-accepted" and accepted["calling_ae"] == "RAWPEER"
+    assert aborted["event"] == "association-aborted" and aborted["by"] == "peer"
+    assert aborted["reason"] == "A-ABORT source 0 reason 0 (peer)"
+    assert aborted["outcome"] == "serious failure" and aborted["requests"] == 0
