@@ -30,6 +30,9 @@ from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.scu.contexts import ProposedContext, build_request
 from stellarpacs.aio.scu.store import StoreItem, propose_contexts
 from stellarpacs.aio.server import Server
+from stellarpacs.audit.events import MAX_ITEMS, MAX_TEXT
+from stellarpacs.audit.message import describe_messages
+from stellarpacs.audit.syslog import MSGID, PRI, QUEUE_SIZE, RETRY_AFTER
 from stellarpacs.config import Config, describe_keys
 from stellarpacs.dimse.commands import (
     COMMAND_NAMES,
@@ -727,6 +730,7 @@ def render_extensions(m: Model) -> Lines:
         (m.facts.role.scp_role, "The SCP role granted by role selection (3.1.3)."),
         (m.facts.window_of_one, "An asynchronous operations window negotiated down (3.1.1.3)."),
         (True, "Command-line SCU tools (3.1.2.2); a configuration file (6.2)."),
+        (True, "An audit trail: JSON lines and PS3.15 A.5 audit messages over syslog (9)."),
     ]
     return [
         *heading(2, "5 Extensions / Specializations / Privatizations"),
@@ -805,6 +809,103 @@ def render_notes(m: Model) -> Lines:
     ]
 
 
+# --- 9 Security: one subsection per concern, numbered in this order -------------------
+
+
+def security_tls(m: Model) -> Lines:
+    return para("No TLS on DICOM associations in this release: they are plain TCP (section 4.1).")
+
+
+def security_access(m: Model) -> Lines:
+    called = (
+        "any Called AE Title is accepted (`accept_any_called_ae`)"
+        if m.config.accept_any_called_ae
+        else f"the Called AE Title must be `{m.config.ae_title}` (else A-ASSOCIATE-RJ 1/1/7)"
+    )
+    return para(
+        f"Any calling AE may associate, from any address; {called}. A User Identity "
+        "sub-item (PS3.7 D.3.3.7) is not answered and ties the association to no user."
+    )
+
+
+def security_audit(m: Model) -> Lines:
+    coded = "{} ({}, {})".format
+    rows = [
+        (
+            f"`{name}`",
+            kind.section,
+            coded(*kind.event_id),
+            kind.action,
+            coded(*kind.type_code) if kind.type_code else "-",
+            who,
+        )
+        for name, kind, who in describe_messages()
+    ]
+    header = ("Event", "PS3.15", "EventID", "Action", "EventTypeCode", "Participants, objects")
+    return [
+        *para(
+            f"{EXTENSION}. One record per security-relevant event, in the order they happen: "
+            "associations accepted (calling and called AE, peer address, accepted abstract "
+            "syntaxes), rejected (result, source, reason and its meaning), released and aborted "
+            "(by whom, why); each C-STORE answered (SOP class and instance, study, patient, "
+            "calling AE, status); each C-FIND (model, level, the keys asked) and C-MOVE or "
+            "C-GET (also the destination, the studies and the sub-operation counts); "
+            "`storage delete`; the configuration loaded (its file and SHA-256, never its "
+            "values); start and stop.",
+        ),
+        *para(
+            "`audit.file` receives each as one line of JSON (time in UTC, ISO 8601 with `Z`; "
+            "`event`; `outcome`; the fields), appended with one write per record. "
+            f"Every text is escaped to printable ASCII and cut at {MAX_TEXT} characters, "
+            f"lists and query keys at {MAX_ITEMS} items, so a peer cannot forge a record.",
+        ),
+        *para(
+            "`audit.syslog` also sends each as a DICOM Audit Message (PS3.15 A.5.1, the "
+            f"EventOutcomeIndicator of A.5.1) in an RFC 5424 frame: PRI {PRI} (facility 10, "
+            f"severity 5), APP-NAME our AE title, MSGID `{MSGID}`, no structured data, the XML "
+            "as MSG without a BOM; "
+            "over UDP one frame per datagram (RFC 5426), over TLS 1.2 or later with "
+            "octet-counting framing (RFC 5425), the collector's certificate checked against "
+            "`audit.syslog_ca_file` and ours (`audit.syslog_certificate`) shown for mutual "
+            "authentication. Sending never delays a DIMSE exchange: records wait in a "
+            f"queue of {QUEUE_SIZE}; when it is full or the collector cannot be reached they "
+            f"are dropped and counted, with a warning at most once a minute, and a failed TLS "
+            f"connection is retried after {RETRY_AFTER:g} s.",
+        ),
+        *para(
+            "The events map to the messages of PS3.15 A.5.3 as follows. An association is "
+            "reported as User Authentication, Login when accepted (outcome 0) or rejected "
+            "(outcome 4), Logout when released (0) or aborted (8). A configuration loaded is a "
+            "Security Alert (Software Configuration). An instance received that was already "
+            "stored has action R instead of C.",
+        ),
+        *table(header, rows),
+    ]
+
+
+def security_hostile(m: Model) -> Lines:
+    return para(
+        "Text a peer chooses (AE titles, UIDs, error comments, query values) is escaped and "
+        "bounded before it reaches a log line or the audit trail."
+    )
+
+
+SECURITY = (
+    ("TLS", security_tls),
+    ("Access control and user identity", security_access),
+    ("Audit trail", security_audit),
+    ("Hostile input", security_hostile),
+)
+"""The subsections of section 9, in order; each concern adds its own renderer here."""
+
+
+def render_security(m: Model) -> Lines:
+    lines = [*heading(2, "9 Security")]
+    for number, (title, render_part) in enumerate(SECURITY, 1):
+        lines += [*heading(3, f"9.{number} {title}"), *render_part(m)]
+    return lines
+
+
 def sop_list(legacy: LegacyService) -> str:
     return "1.3 Table 2" if legacy.sop_classes == tuple(TABLE2) else ", ".join(legacy.sop_classes)
 
@@ -830,6 +931,7 @@ def render(config: Config | None = None) -> str:
         render_hostile_input(m),
         render_character_sets(m),
         render_notes(m),
+        render_security(m),
     ]
     return "\n".join(line for part in parts for line in part).rstrip("\n") + "\n"
 

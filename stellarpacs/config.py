@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from stellarpacs import uids
+from stellarpacs.audit.settings import AuditSettings, audit_from_table, audit_key_rows
 from stellarpacs.config_checks import (
     LOG_LEVELS,
     MIN_PDU_LENGTH,
@@ -140,6 +141,7 @@ _COERCE: Final[Mapping[str, Callable[[str, object], object]]] = MappingProxyType
         "Path": _as_path,
         "tuple[str, ...]": _as_uids,
         "Mapping[str, RemoteAE]": _as_remotes,
+        "AuditSettings": lambda key, value: audit_from_table(value),
     }
 )
 
@@ -152,6 +154,7 @@ _TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "Path": "string (path)",
         "tuple[str, ...]": "array of UIDs",
         "Mapping[str, RemoteAE]": "table: host (string), port (integer)",
+        "AuditSettings": "table",
     }
 )
 
@@ -313,6 +316,10 @@ class Config:
         "0213, resource limitation.",
         in_range(1024, 1 << 30),
     )
+    audit: AuditSettings = field(
+        default_factory=AuditSettings,
+        metadata={"help": "The audit trail: [audit] table.", "check": None, "shown": "none"},
+    )
     remotes: Mapping[str, RemoteAE] = field(
         default_factory=lambda: MappingProxyType({}),
         hash=False,
@@ -437,6 +444,9 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
     defaults = Config()
     rows = []
     for f in fields(Config):
+        if f.name == "audit":
+            rows += audit_key_rows()
+            continue
         key = "remotes.<AE title>" if f.name == "remotes" else f.name
         shown = _shown_default(f, getattr(defaults, f.name))
         rows.append((key, _TOML_TYPES[str(f.type)], shown, f.metadata["help"]))
@@ -460,6 +470,9 @@ def _render_field(f: Field[Any], default: Any) -> list[str]:
         ]
     if f.name == "remotes":  # a commented example
         return [*lines, "# [remotes.STORESCP]", '# host = "192.0.2.10"', "# port = 104"]
+    if f.name == "audit":
+        example = ['# file = "/var/log/stellarpacs/audit.jsonl"', '# syslog = "tls://audit:6514"']
+        return [*lines, "# [audit]", *example]
     return [*lines, f"{f.name} = {_toml_literal(default)}"]
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stellarpacs import uids
+from stellarpacs.audit.settings import AuditSettings
 from stellarpacs.config import (
     DEFAULT_CONFIG_TOML,
     Config,
@@ -388,6 +389,8 @@ def test_describe_keys_covers_every_field() -> None:
     rows = describe_keys()
     names = [field.name for field in dataclasses.fields(Config)]
     keys = [row[0] for row in rows]
+    audit = [f"audit.{field.name}" for field in dataclasses.fields(AuditSettings)]
+    names = [*names[: names.index("audit")], *audit, *names[names.index("audit") + 1 :]]
     assert keys == [*names[:-1], "remotes.<AE title>"]
     assert all(row[1] and row[2] and row[3] for row in rows)
 
@@ -398,5 +401,6 @@ def test_describe_keys_defaults_are_toml_for_scalars() -> None:
         if key in {"transfer_syntax_preference", "storage_sop_classes", "remotes.<AE title>"}:
             continue
         value = tomllib.loads(f"x = {shown}")["x"]
-        expected = getattr(defaults, key)
+        table, _, name = key.rpartition(".")  # a key of a table: [audit] file
+        expected = getattr(getattr(defaults, table) if table else defaults, name)
         assert value == (str(expected) if isinstance(expected, Path) else expected)

@@ -17,11 +17,13 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 
 from stellarpacs.aio.association import Association
+from stellarpacs.aio.auditing import audit_end, audit_opened, audit_rejected
 from stellarpacs.aio.guard import BoundedSink, dataset_limit, screen
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.aio.verification import VerificationService
+from stellarpacs.audit import Auditor
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
 from stellarpacs.dimse.events import DatasetSink, Incoming
@@ -127,11 +129,19 @@ class Server:
     is given, and a request class goes to the last handler that declares it.
 
     Use as ``async with Server(config) as server: await server.serve_forever()``;
-    ``server.port`` is the bound port (useful with port 0 in tests).
+    ``server.port`` is the bound port (useful with port 0 in tests).  ``auditor``
+    records the association events (accepted, rejected, released, aborted).
     """
 
-    def __init__(self, config: Config, services: Iterable[ServiceHandler] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        services: Iterable[ServiceHandler] | None = None,
+        *,
+        auditor: Auditor | None = None,
+    ) -> None:
         self.config = config
+        self.auditor = auditor if auditor is not None else Auditor()
         self.services: list[ServiceHandler] = list(services) if services is not None else []
         if not any(isinstance(s, VerificationService) for s in self.services):
             self.services.insert(0, VerificationService())
@@ -262,6 +272,7 @@ class Server:
                 printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 answer.result, answer.source, answer.reason,
             )  # fmt: skip
+            audit_rejected(self.auditor, rq, answer, peer)
             return
         assert isinstance(answer, AAssociateAC)
         association = Association(
@@ -282,6 +293,7 @@ class Server:
                 printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 _describe_contexts(contexts) or "none accepted",
             )  # fmt: skip
+        audit_opened(self.auditor, association, peer)
         task = asyncio.get_running_loop().create_task(self._run(association))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -323,6 +335,7 @@ class Server:
         finally:
             self.associations.discard(association)
             self._log_end(association, time.monotonic() - started)
+            audit_end(self.auditor, association, time.monotonic() - started)
             await self._await_close(association)
 
     @staticmethod

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from stellarpacs.aio.server import Server
+from stellarpacs.audit import Auditor, open_auditor
+from stellarpacs.audit.events import (
+    ApplicationStarted,
+    ApplicationStopped,
+    ConfigurationLoaded,
+    Outcome,
+)
 from stellarpacs.cli.common import EXIT_OK, Subparsers, os_reason, run, setup_logging
 from stellarpacs.config import Config, load_config
 from stellarpacs.errors import ConfigError
@@ -53,7 +62,15 @@ def _config_from(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-async def _serve(config: Config) -> int:
+def _loaded(args: argparse.Namespace, config: Config) -> ConfigurationLoaded:
+    """Which file, its SHA-256 and which flags overrode it: never a value (it may be secret)."""
+    path: Path | None = args.config
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
+    flags = tuple(key for key in _SERVE_KEYS if getattr(args, key, None) is not None)
+    return ConfigurationLoaded(config.ae_title, str(path) if path else None, digest, flags)
+
+
+async def _serve(config: Config, auditor: Auditor, loaded: ConfigurationLoaded) -> int:
     # Lazy on purpose: the services and the archive (aiosqlite, the Q/R planner,
     # every SCP) cost about a fifth of the start-up, and only this command needs
     # them; ``--help`` and the client commands start without them.
@@ -65,18 +82,33 @@ async def _serve(config: Config) -> int:
     archive = Archive(
         config.storage, fsync=config.fsync, max_inflated_header=config.max_inflated_header
     )
-    services = await default_services(config, archive)
-    server = Server(config, services.services)
+    auditor.record(loaded)  # here, on the loop, where the syslog sink can send it
+    services = await default_services(config, archive, auditor=auditor)
+    server = Server(config, services.services, auditor=auditor)
+    started: list[bool] = []
+    stopped = ApplicationStopped(config.ae_title, "signal")
+
+    def on_started() -> None:
+        started.append(True)
+        auditor.record(ApplicationStarted(config.ae_title, config.host, server.port))
+
     try:
         await _bind(server, config)
         try:
             await archive.open()
         except OSError as error:
             raise ConfigError(f"cannot open storage {config.storage}: {os_reason(error)}") from None
-        await _serve_until_signal(server)
+        await _serve_until_signal(server, on_started)
+    except BaseException as error:
+        why = f"error: {type(error).__name__}"
+        stopped = ApplicationStopped(config.ae_title, why, Outcome.SERIOUS_FAILURE)
+        raise
     finally:
         await server.close()
         await services.close()
+        if started:
+            auditor.record(stopped)
+        await auditor.close()
     log.info("stopped")
     return EXIT_OK
 
@@ -90,13 +122,14 @@ async def _bind(server: Server, config: Config) -> None:
         ) from None
 
 
-async def _serve_until_signal(server: Server) -> None:
+async def _serve_until_signal(server: Server, on_started: Callable[[], None]) -> None:
     """Accept associations until SIGINT or SIGTERM, then let the open ones finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    on_started()
     await stop.wait()
     log.info("stopping: finishing open associations")
 
@@ -104,7 +137,9 @@ async def _serve_until_signal(server: Server) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config_from(args)
     setup_logging(config.log_level)
-    return run(_serve(config))
+    loaded = _loaded(args, config)
+    auditor = open_auditor(config.audit, config.ae_title)  # an unwritable file: exit 2
+    return run(_serve(config, auditor, loaded))
 
 
 def register(commands: Subparsers) -> None:

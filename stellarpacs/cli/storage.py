@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict
@@ -22,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TextIO, TypeVar
 
+from stellarpacs.audit import Auditor, open_auditor
+from stellarpacs.audit.events import Outcome, StudyDeleted
 from stellarpacs.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, Subparsers, table
 from stellarpacs.config import load_config
 from stellarpacs.errors import StellarPACSError
@@ -308,11 +312,33 @@ def cmd_delete(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     root = _indexed_root(args)
-    removed = _run(tools.delete_study(root, args.study_uid), root)
+    config = load_config(args.config, {"storage": args.storage})
+    auditor = open_auditor(config.audit, config.ae_title)
+    removed = _run(_delete_audited(root, args.study_uid, auditor), root)
     if not removed:
         raise StorageToolError(f"no instance of study {args.study_uid} in the index")
     print(f"deleted study {args.study_uid}: {removed} instances")
     return EXIT_OK
+
+
+async def _delete_audited(root: Path, study_uid: str, auditor: Auditor) -> int:
+    """Delete, then record who deleted what (PS3.15 A.5.3.8), also when it failed."""
+    removed, outcome = 0, Outcome.SERIOUS_FAILURE
+    try:
+        removed = await tools.delete_study(root, study_uid)
+        outcome = Outcome.SUCCESS if removed else Outcome.MINOR_FAILURE
+        return removed
+    finally:
+        event = StudyDeleted(study_uid, removed, str(root), _os_user(), outcome)
+        auditor.record(event)
+        await auditor.close()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
 
 
 def cmd_mpps(args: argparse.Namespace) -> int:

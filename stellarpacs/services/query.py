@@ -33,6 +33,7 @@ from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 
 from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.audit import Auditor
 from stellarpacs.config import Config
 from stellarpacs.datasets import encode_dataset
 from stellarpacs.dimse.commands import CFindRQ, CFindRSP, Message
@@ -40,6 +41,7 @@ from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted, DIMSEError
 from stellarpacs.logtext import printable
+from stellarpacs.services.auditing import audit_query
 from stellarpacs.services.offload import parse_off_loop
 from stellarpacs.storage.api import (
     InstanceArchive,
@@ -141,10 +143,16 @@ class FindService:
     )
 
     def __init__(
-        self, archive: InstanceArchive, config: Config, *, catalog: InstanceCatalog | None = None
+        self,
+        archive: InstanceArchive,
+        config: Config,
+        *,
+        catalog: InstanceCatalog | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else archive.catalog()
+        self.auditor = auditor if auditor is not None else Auditor()
 
     async def close(self) -> None:
         """Close the catalog's connection to the index."""
@@ -171,6 +179,8 @@ class FindService:
             offending_element=offending,
         )
         await association.send(incoming.context.context_id, response)
+        if self.auditor.enabled:
+            audit_query(self.auditor, association, incoming, status, sent)
         log.info(
             "%s C-FIND %s: %d matches, status 0x%04X%s in %.1f ms",
             printable(association.calling_ae_title), printable(request.affected_sop_class_uid),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.verification import VerificationService
+from stellarpacs.audit import Auditor
 from stellarpacs.config import Config
 from stellarpacs.services.commitment import CommitmentService
 from stellarpacs.services.mpps import MPPSService
@@ -50,21 +51,24 @@ async def open_archive(config: Config) -> Archive:
     return archive
 
 
-async def default_services(config: Config, archive: Archive | None = None) -> ServiceSet:
+async def default_services(
+    config: Config, archive: Archive | None = None, *, auditor: Auditor | None = None
+) -> ServiceSet:
     """Verification, Storage, Retrieve, Find, Storage Commitment and MPPS over ``archive``.
 
     ``archive`` is opened from the config if None.  The storage commitment
     delivery worker starts here and stops in :meth:`ServiceSet.close`.
+    ``auditor`` records stores, queries and retrieves (none by default).
     """
     if archive is None:
         archive = await open_archive(config)
     services: list[ServiceHandler] = [
         VerificationService(),
-        StorageService(archive, config),
-        MoveService(archive, config),
-        GetService(archive, config),
+        StorageService(archive, config, auditor=auditor),
+        MoveService(archive, config, auditor=auditor),
+        GetService(archive, config, auditor=auditor),
     ]
-    find = FindService(archive, config)
+    find = FindService(archive, config, auditor=auditor)
     services.append(find)
     # Storage Commitment and MPPS keep their rows in the index file (own tables and
     # connection); the delivery worker waits for the archive to open (the CLI opens it late).

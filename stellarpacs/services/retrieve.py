@@ -40,6 +40,7 @@ from stellarpacs.aio.scu.store import (
     scan_file,
     send_item,
 )
+from stellarpacs.audit import Auditor
 from stellarpacs.config import Config
 from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
@@ -47,6 +48,7 @@ from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status, StatusCategory, category
 from stellarpacs.errors import AssociationAborted, AssociationRejected, DIMSEError
 from stellarpacs.logtext import printable
+from stellarpacs.services.auditing import audit_retrieve
 from stellarpacs.services.offload import parse_off_loop
 from stellarpacs.storage.api import (
     InstanceLookup,
@@ -134,9 +136,12 @@ class _RetrieveBase:
     #: Seconds at least between two Pending responses; 0 sends one after every sub-operation.
     pending_interval: float = 0.05
 
-    def __init__(self, archive: InstanceLookup, config: Config) -> None:
+    def __init__(
+        self, archive: InstanceLookup, config: Config, *, auditor: Auditor | None = None
+    ) -> None:
         self.archive = archive
         self.config = config
+        self.auditor = auditor if auditor is not None else Auditor()
         self.abstract_syntaxes: Mapping[str, tuple[str, ...]] = MappingProxyType(
             {model: _QR_SYNTAXES for model in self.models}
         )
@@ -151,22 +156,39 @@ class _RetrieveBase:
     async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CMoveRQ | CGetRQ)
+        records: list[InstanceRecord] = []
+        counts = _Counts(remaining=0)
+        status: int = Status.SUCCESS
         try:
-            records = await self._match(incoming)
-        except DIMSEError as error:
-            await self._final(association, incoming, error.status, None, str(error))
-            return
-        counts = _Counts(remaining=len(records))
-        try:
-            try:
-                status = await self._suboperations(association, incoming, records, counts)
-            except DIMSEError as refusal:  # refused before any sub-operation, e.g. A801
-                await self._final(association, incoming, refusal.status, None, str(refusal))
-                return
-            await self._final(association, incoming, status, counts)
+            status = await self._retrieve(association, incoming, records, counts)
         finally:
             # A later request may reuse the Message ID (PS3.7 9.1.1.1): forget its C-CANCEL.
             association.cancelled.discard(request.message_id)
+            if self.auditor.enabled:
+                done = (counts.completed, counts.failed, counts.warning)
+                audit_retrieve(self.auditor, association, incoming, records, done, status)
+
+    async def _retrieve(
+        self,
+        association: AssociationLike,
+        incoming: Incoming,
+        records: list[InstanceRecord],
+        counts: _Counts,
+    ) -> int:
+        """Match, run the sub-operations, answer; the final status (``records`` filled in)."""
+        try:
+            records += await self._match(incoming)
+        except DIMSEError as error:
+            await self._final(association, incoming, error.status, None, str(error))
+            return error.status
+        counts.remaining = len(records)
+        try:
+            status = await self._suboperations(association, incoming, records, counts)
+        except DIMSEError as refusal:  # refused before any sub-operation, e.g. A801
+            await self._final(association, incoming, refusal.status, None, str(refusal))
+            return refusal.status
+        await self._final(association, incoming, status, counts)
+        return status
 
     async def _match(self, incoming: Incoming) -> list[InstanceRecord]:
         context = incoming.context
@@ -433,8 +455,10 @@ class GetService(_RetrieveBase):
     response_class = CGetRSP
     models = QR_GET_MODELS
 
-    def __init__(self, archive: InstanceLookup, config: Config) -> None:
-        super().__init__(archive, config)
+    def __init__(
+        self, archive: InstanceLookup, config: Config, *, auditor: Auditor | None = None
+    ) -> None:
+        super().__init__(archive, config, auditor=auditor)
         self.roles = _storage_roles(config)
 
     async def _suboperations(

@@ -25,12 +25,14 @@ from types import MappingProxyType
 from typing import Final
 
 from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.audit import Auditor
+from stellarpacs.audit.events import InstanceStored, outcome_of_status
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import CStoreRQ, CStoreRSP, Message
 from stellarpacs.dimse.events import DatasetSink, Incoming
 from stellarpacs.dimse.status import Status
 from stellarpacs.logtext import printable
-from stellarpacs.storage.api import IncomingInstance, InstanceArchive, StoreResult
+from stellarpacs.storage.api import IncomingInstance, InstanceArchive, StoreOutcome, StoreResult
 from stellarpacs.uids import STORAGE_TRANSFER_SYNTAXES
 from stellarpacs.ul.negotiation import PresentationContext, Role
 
@@ -107,9 +109,12 @@ class StorageService:
     requests: tuple[type[Message], ...] = (CStoreRQ,)
     roles: Mapping[str, Role] = MappingProxyType({})
 
-    def __init__(self, archive: InstanceArchive, config: Config) -> None:
+    def __init__(
+        self, archive: InstanceArchive, config: Config, *, auditor: Auditor | None = None
+    ) -> None:
         self.archive = archive
         self.abstract_syntaxes = storage_syntaxes(config)
+        self.auditor = auditor if auditor is not None else Auditor()
 
     def sink(
         self, association: AssociationLike, context: PresentationContext, command: Message
@@ -129,7 +134,9 @@ class StorageService:
     async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
         assert isinstance(request, CStoreRQ)
-        status, comment = await self._store(request, incoming)
+        status, comment, outcome = await self._store(request, incoming)
+        if self.auditor.enabled:
+            self._audit(association, request, status, outcome)
         response = CStoreRSP(
             message_id_being_responded_to=request.message_id,
             status=status,
@@ -139,7 +146,31 @@ class StorageService:
         )
         await association.send(incoming.context.context_id, response)
 
-    async def _store(self, request: CStoreRQ, incoming: Incoming) -> tuple[int, str | None]:
+    def _audit(
+        self,
+        association: AssociationLike,
+        request: CStoreRQ,
+        status: int,
+        outcome: StoreOutcome | None,
+    ) -> None:
+        record = outcome.record if outcome is not None else None
+        self.auditor.record(
+            InstanceStored(
+                calling_ae=association.calling_ae_title,
+                called_ae=association.called_ae_title,
+                sop_class_uid=request.affected_sop_class_uid,
+                sop_instance_uid=request.affected_sop_instance_uid,
+                study_instance_uid=record.study_instance_uid if record else None,
+                patient_id=record.patient_id if record else None,
+                status=status,
+                duplicate=outcome.duplicate if outcome is not None else False,
+                outcome=outcome_of_status(status),
+            )
+        )
+
+    async def _store(
+        self, request: CStoreRQ, incoming: Incoming
+    ) -> tuple[int, str | None, StoreOutcome | None]:
         sink = incoming.sink
         if isinstance(sink, _Refusal):
             log.warning(
@@ -151,14 +182,14 @@ class StorageService:
                 incoming.context.context_id,
                 incoming.context.abstract_syntax,
             )
-            return sink.status, sink.comment
+            return sink.status, sink.comment, None
         assert isinstance(sink, _ArchiveSink)
         outcome = await sink.incoming.commit()
         if outcome.duplicate:
             log.warning(
                 "duplicate SOP instance %s kept out", printable(request.affected_sop_instance_uid)
             )
-        return STORE_STATUS[outcome.result], outcome.error_comment
+        return STORE_STATUS[outcome.result], outcome.error_comment, outcome
 
 
 def _refusal(context: PresentationContext, command: CStoreRQ) -> _Refusal | None:
