@@ -34,6 +34,16 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from stellarpacs import uids
+from stellarpacs.config_access import (
+    ACCESS_EXAMPLES,
+    ACCESS_HELP,
+    SERVICES,
+    JWTSettings,
+    UserEntry,
+    check_services,
+    jwt_from_table,
+    users_from_tables,
+)
 from stellarpacs.config_checks import (
     LOG_LEVELS,
     MIN_PDU_LENGTH,
@@ -140,6 +150,8 @@ _COERCE: Final[Mapping[str, Callable[[str, object], object]]] = MappingProxyType
         "Path": _as_path,
         "tuple[str, ...]": _as_uids,
         "Mapping[str, RemoteAE]": _as_remotes,
+        "Mapping[str, UserEntry]": lambda key, value: users_from_tables(value),
+        "JWTSettings | Mapping[str, object]": lambda key, value: jwt_from_table(value),
     }
 )
 
@@ -151,7 +163,11 @@ _TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "bool": "boolean",
         "Path": "string (path)",
         "tuple[str, ...]": "array of UIDs",
-        "Mapping[str, RemoteAE]": "table: host (string), port (integer)",
+        "Mapping[str, RemoteAE]": "table: host (string), port (integer), services (array), "
+        "check_host (boolean), require_user_identity (boolean)",
+        "Mapping[str, UserEntry]": "table: passcode_hash (string)",
+        "JWTSettings | Mapping[str, object]": "table: public_key (path), issuer, audience, "
+        "algorithms (array)",
     }
 )
 
@@ -183,17 +199,27 @@ def _normalise(obj: object, name: str, kind: str, key: str, check: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RemoteAE:
-    """A peer we open associations to: a C-MOVE destination or a commitment requester."""
+    """A peer we know: a C-MOVE destination, a commitment requester, a calling AE's rules.
+
+    ``require_user_identity`` None: the top-level key decides (see stellarpacs.access).
+    """
 
     ae_title: str
     host: str
     port: int
+    services: tuple[str, ...] = SERVICES
+    check_host: bool = False
+    require_user_identity: bool | None = None
 
     def __post_init__(self) -> None:
         key = f"remotes.{self.ae_title}"
         _normalise(self, "ae_title", "str", key, check_ae_title)
         _normalise(self, "host", "str", f"{key}.host", check_host)
         _normalise(self, "port", "int", f"{key}.port", in_range(1, 65535))
+        object.__setattr__(self, "services", check_services(f"{key}.services", self.services))
+        _normalise(self, "check_host", "bool", f"{key}.check_host", None)
+        if self.require_user_identity is not None:
+            _normalise(self, "require_user_identity", "bool", f"{key}.require_user_identity", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,12 +318,31 @@ class Config:
         "Match PN attributes such as Patient's Name case-insensitively in C-FIND, which "
         "PS3.4 C.2.2.2.1 allows.",
     )
+    # --- access control and user identity (PS3.7 D.3.3.7); decisions in stellarpacs.access
+    accept_unknown_calling_ae: bool = _key(True, ACCESS_HELP["accept_unknown_calling_ae"])
+    require_user_identity: bool = _key(False, ACCESS_HELP["require_user_identity"])
+    users: Mapping[str, UserEntry] = field(
+        default_factory=lambda: MappingProxyType({}),
+        hash=False,
+        repr=False,
+        metadata={"help": ACCESS_HELP["users"], "check": None, "shown": "{}"},
+    )
+    #: A JWTSettings, or an empty mapping: no JWT user identity.
+    jwt: JWTSettings | Mapping[str, object] = field(
+        default_factory=lambda: MappingProxyType({}),
+        hash=False,
+        repr=False,
+        metadata={"help": ACCESS_HELP["jwt"], "check": None, "shown": "{}"},
+    )
+
     remotes: Mapping[str, RemoteAE] = field(
         default_factory=lambda: MappingProxyType({}),
         hash=False,
         metadata={
             "help": "Peers we connect to (C-MOVE destinations, storage commitment replies), "
-            "one [remotes.<AE title>] table each with host and port.",
+            "one [remotes.<AE title>] table each with host and port; optional: the services "
+            "it may use (of echo, store, find, move, get, commit, mpps; default all), "
+            "check_host (its associations must come from host) and require_user_identity.",
             "check": None,
             "shown": "none",
         },
@@ -309,7 +354,8 @@ class Config:
 
 
 _KEYS: Final = tuple(f.name for f in fields(Config))
-_REMOTE_KEYS: Final = ("host", "port")
+_REMOTE_KEYS: Final = ("host", "port", "services", "check_host", "require_user_identity")
+_REMOTE_REQUIRED: Final = ("host", "port")
 _NO_OVERRIDES: Final[Mapping[str, object]] = MappingProxyType({})
 
 
@@ -344,10 +390,10 @@ def _remote(title: str, table: object, where: str) -> RemoteAE:
     for name in table:
         if name not in _REMOTE_KEYS:
             raise _unknown(f"{key}.{name}", _REMOTE_KEYS, where)
-    for name in _REMOTE_KEYS:
+    for name in _REMOTE_REQUIRED:
         if name not in table:
             raise ConfigError(f"{where}'{key}' is missing '{name}'")
-    return RemoteAE(title, table["host"], table["port"])
+    return RemoteAE(title, **table)
 
 
 def _remotes(value: object, where: str) -> object:
@@ -439,6 +485,8 @@ def _render_field(f: Field[Any], default: Any) -> list[str]:
         ]
     if f.name == "remotes":  # a commented example
         return [*lines, "# [remotes.STORESCP]", '# host = "192.0.2.10"', "# port = 104"]
+    if f.name in ACCESS_EXAMPLES:
+        return [*lines, *ACCESS_EXAMPLES[f.name]]
     return [*lines, f"{f.name} = {_toml_literal(default)}"]
 
 
