@@ -271,5 +271,16 @@ def service_names(abstract_syntaxes: Iterable[str]) -> tuple[dict[str, str], dic
 
 
 def request_service(command: Message, abstract_syntax: str, names: Mapping[str, str]) -> str:
-    """The service a request uses: by its class for C-services, else by its context."""
-    return _BY_MESSAGE.get(type(command)) or names.get(abstract_syntax, "")
+    """The service a request uses: by its class for C-services, else by its SOP class.
+
+    An N-service request names its SOP class (PS3.7 10.3), which wins over the
+    context it came on, so an N-ACTION for Storage Commitment sent on the
+    Verification context is still ``commit``.
+    """
+    by_class = _BY_MESSAGE.get(type(command))
+    if by_class is not None:
+        return by_class
+    sop_class = getattr(command, "requested_sop_class_uid", None) or getattr(
+        command, "affected_sop_class_uid", None
+    )
+    return names.get(sop_class or "", "") or names.get(abstract_syntax, "")

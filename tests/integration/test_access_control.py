@@ -17,8 +17,20 @@ from pydicom.uid import ImplicitVRLittleEndian as IMPLICIT
 from stellarpacs.aio.client import connect
 from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.config import RemoteAE
-from stellarpacs.dimse.commands import CFindRQ, CFindRSP, CStoreRQ, CStoreRSP
-from stellarpacs.uids import STUDY_ROOT_QR_FIND, VERIFICATION
+from stellarpacs.dimse.commands import (
+    CFindRQ,
+    CFindRSP,
+    CStoreRQ,
+    CStoreRSP,
+    NActionRQ,
+    NActionRSP,
+)
+from stellarpacs.uids import (
+    STORAGE_COMMITMENT_PUSH,
+    STORAGE_COMMITMENT_PUSH_INSTANCE,
+    STUDY_ROOT_QR_FIND,
+    VERIFICATION,
+)
 from tests.integration.access_peers import attempt, storescu_identity
 from tests.integration.conftest import StartServer
 from tests.integration.peers import HOST, SERVER_AE, WAIT, containing, echoscu, wait_for_log
@@ -115,6 +127,12 @@ async def test_a_request_that_arrives_anyway_is_answered_not_authorized(
         echo_context = client.association.context_for(VERIFICATION).context_id
         answer = await client.request(echo_context, find, b"")
         assert isinstance(answer.command, CFindRSP) and answer.command.status == 0x0124
+        action = NActionRQ(
+            message_id=3, requested_sop_class_uid=STORAGE_COMMITMENT_PUSH,
+            requested_sop_instance_uid=STORAGE_COMMITMENT_PUSH_INSTANCE, action_type_id=1,
+        )  # fmt: skip
+        answer = await client.request(echo_context, action)
+        assert isinstance(answer.command, NActionRSP) and answer.command.status == 0x0124
         assert await client.echo() == 0  # the association goes on
     assert not list(server.config.storage.rglob("*.dcm"))
 

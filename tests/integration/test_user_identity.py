@@ -165,3 +165,18 @@ async def test_dcmtk_rsp_fails_without_a_response(
     flags = ("--user", "alice", "--password", PASSCODE)
     assert (await storescu_identity(server.port, path, *flags)).returncode == 0
     assert (await storescu_identity(server.port, path, *flags, "-rsp")).returncode != 0
+
+
+async def test_hostile_user_names_are_refused_and_escaped(
+    start_server: StartServer, server_log: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(**_users())
+    forged = b"alice\nINFO association opened: \x1b[31m\xff"
+    outcome = await attempt(server.port, identity=(2, forged, b"x" * 60000, True))
+    assert outcome.rejection == NO_REASON
+    await wait_for_log(server_log, containing("rejected", "wrong user or passcode"))
+    rejected = [r.getMessage() for r in server_log.records if "rejected" in r.getMessage()]
+    assert rejected and all("\n" not in m and "\x1b" not in m for m in rejected)
+    name_only = await attempt(server.port, identity=(1, forged, b"", True))
+    assert name_only.rejection == NO_REASON
+    assert (await attempt(server.port)).established  # and the server goes on
