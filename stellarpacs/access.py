@@ -54,7 +54,9 @@ __all__ = [
     "User",
     "decide",
     "hash_passcode",
+    "remote_of",
     "request_service",
+    "same_host",
     "service_names",
     "verify_identity",
 ]
@@ -181,11 +183,6 @@ def verify_identity(config: Config, item: UserIdentityRQ) -> IdentityVerdict:
     elif entry is None:
         return IdentityVerdict(failure=f"user {printable(name)}: unknown user")
     return IdentityVerdict(User(name, UserIdentityType(kind)), positive_response=positive)
-
-
-def needs_identity_check(item: UserIdentityRQ | object) -> bool:
-    """Whether ``verify_identity`` has work to do (else the answer needs no thread)."""
-    return isinstance(item, UserIdentityRQ)
 
 
 def remote_of(config: Config, rq: AAssociateRQ) -> RemoteAE | None:

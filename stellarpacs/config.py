@@ -42,6 +42,7 @@ from stellarpacs.config_access import (
     UserEntry,
     check_services,
     jwt_from_table,
+    table_field,
     users_from_tables,
 )
 from stellarpacs.config_checks import (
@@ -321,20 +322,9 @@ class Config:
     # --- access control and user identity (PS3.7 D.3.3.7); decisions in stellarpacs.access
     accept_unknown_calling_ae: bool = _key(True, ACCESS_HELP["accept_unknown_calling_ae"])
     require_user_identity: bool = _key(False, ACCESS_HELP["require_user_identity"])
-    users: Mapping[str, UserEntry] = field(
-        default_factory=lambda: MappingProxyType({}),
-        hash=False,
-        repr=False,
-        metadata={"help": ACCESS_HELP["users"], "check": None, "shown": "{}"},
-    )
+    users: Mapping[str, UserEntry] = table_field(ACCESS_HELP["users"])
     #: A JWTSettings, or an empty mapping: no JWT user identity.
-    jwt: JWTSettings | Mapping[str, object] = field(
-        default_factory=lambda: MappingProxyType({}),
-        hash=False,
-        repr=False,
-        metadata={"help": ACCESS_HELP["jwt"], "check": None, "shown": "{}"},
-    )
-
+    jwt: JWTSettings | Mapping[str, object] = table_field(ACCESS_HELP["jwt"])  # noqa: RUF009
     remotes: Mapping[str, RemoteAE] = field(
         default_factory=lambda: MappingProxyType({}),
         hash=False,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from stellarpacs.config_checks import KeyProblem
 
@@ -30,6 +30,7 @@ __all__ = [
     "UserEntry",
     "check_services",
     "jwt_from_table",
+    "table_field",
     "users_from_tables",
 ]
 
@@ -75,6 +76,16 @@ ACCESS_EXAMPLES: Final = MappingProxyType(
         ),
     }
 )
+
+
+def table_field(help: str) -> Any:
+    """A Config field holding TOML tables: empty by default, kept out of ``repr`` (secrets)."""
+    return field(
+        default_factory=lambda: MappingProxyType({}),
+        hash=False,
+        repr=False,
+        metadata={"help": help, "check": None, "shown": "{}"},
+    )
 
 
 def check_services(key: str, value: object) -> tuple[str, ...]:

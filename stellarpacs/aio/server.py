@@ -283,7 +283,9 @@ class Server:
         remote = access.remote_of(self.config, rq)
         identity = rq.user_information.user_identity
         check_host = remote is not None and remote.check_host
-        if isinstance(identity, UserIdentityRQ) or check_host:
+        unknown = remote is None and not self.config.accept_unknown_calling_ae
+        if not unknown and (isinstance(identity, UserIdentityRQ) or check_host):
+            # An unknown AE is refused at once: no lookup or Argon2id spent on it.
             self._track(self._admit_later(session, rq, identity, check_host))
             return
         self._answer(session, rq, access.decide(self.config, rq, session.protocol.peer[0]))

@@ -59,6 +59,9 @@ async def test_unknown_calling_ae_is_rejected_when_closed(
     await wait_for_log(server_log, containing("rejected", "reason 3", "STRANGER unknown"))
     outcome = await attempt(server.port, "STRANGER")
     assert outcome.rejection == CALLING_AE_NOT_RECOGNIZED and not outcome.established
+    # Refused before any identity check: the AE rule comes first (1/1/3, not 1/1/1).
+    with_identity = await attempt(server.port, "STRANGER", identity=(2, b"a", b"b", True))
+    assert with_identity.rejection == CALLING_AE_NOT_RECOGNIZED
     assert (await echoscu(server.port, SERVER_AE, "-aet", "KNOWN")).returncode == 0
 
 
