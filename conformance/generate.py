@@ -26,6 +26,7 @@ from pathlib import Path
 
 import stellarpacs
 from stellarpacs import uids
+from stellarpacs.access import decide
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.scu.contexts import ProposedContext, build_request
 from stellarpacs.aio.scu.store import StoreItem, propose_contexts
@@ -33,7 +34,9 @@ from stellarpacs.aio.server import Server
 from stellarpacs.audit.events import MAX_ITEMS, MAX_TEXT
 from stellarpacs.audit.message import describe_messages
 from stellarpacs.audit.syslog import MSGID, PRI, QUEUE_SIZE, RETRY_AFTER
-from stellarpacs.config import Config, describe_keys
+from stellarpacs.config import Config
+from stellarpacs.config_access import JWT_DEFAULT_ALGORITHMS, SERVICES
+from stellarpacs.config_docs import describe_keys
 from stellarpacs.dimse.commands import (
     COMMAND_NAMES,
     CEchoRQ,
@@ -304,6 +307,7 @@ def probe(
     user: UserInformation | None = None,
     context_name: str = uids.APPLICATION_CONTEXT_NAME,
     at_capacity: bool = False,
+    closed: bool = False,
 ) -> AAssociateAC | AAssociateRJ:
     rq = AAssociateRQ(
         called_ae_title=policy.ae_title if called is None else called,
@@ -314,6 +318,9 @@ def probe(
         user_information=user or UserInformation(),
         application_context_name=context_name,
     )
+    if closed:  # the calling AE rule of a closed configuration (4.3)
+        admission = decide(Config(accept_unknown_calling_ae=False), rq, "192.0.2.1").admission
+        return negotiate(rq, policy, admission=admission)[0]
     return negotiate(rq, policy, at_capacity=at_capacity)[0]
 
 
@@ -334,6 +341,7 @@ def check_rejects(policy: AcceptorPolicy) -> None:
         RejectReason.CALLED_AE_NOT_RECOGNIZED: probe(policy, called="NOT-" + policy.ae_title),
         RejectReason.LOCAL_LIMIT_EXCEEDED: probe(policy, at_capacity=True),
         RejectReason.NO_REASON_GIVEN: probe(policy, user=UserInformation(role_selections=roles)),
+        RejectReason.CALLING_AE_NOT_RECOGNIZED: probe(policy, closed=True),
     }
     for reason in RejectReason:
         if cases.get(reason) != reason.pdu():
@@ -605,14 +613,22 @@ REJECTED_WHEN: Mapping[RejectReason, str] = {
     RejectReason.CALLED_AE_NOT_RECOGNIZED: "the Called AE Title is not ours and "
     "`accept_any_called_ae` is false",
     RejectReason.LOCAL_LIMIT_EXCEEDED: "`max_associations` associations are open",
+    RejectReason.CALLING_AE_NOT_RECOGNIZED: "the Calling AE Title has no `[remotes]` table "
+    "and `accept_unknown_calling_ae` is false, or `check_host` fails (4.3)",
     RejectReason.NO_REASON_GIVEN: "the A-ASSOCIATE-AC would not fit its 16-bit item lengths "
-    "(e.g. answers to over 1,500 role selection items)",
+    "(e.g. answers to over 1,500 role selection items); a user identity fails, or is missing "
+    "where one is required (4.3)",
 }
 
 
 def render_acceptance(m: Model) -> Lines:
     facts, role = m.facts, m.facts.role
     called = "any Called AE Title" if m.config.accept_any_called_ae else "our AE title only"
+    calling = (
+        "Any Calling AE Title may connect (`accept_unknown_calling_ae`, 4.3)"
+        if m.config.accept_unknown_calling_ae
+        else "Only the Calling AE Titles of `[remotes]` may connect (4.3)"
+    )
     rejects = [
         (r.value[0].name, r.value[1].name, r.value[2], REJECTED_WHEN.get(r, r.name))
         for r in RejectReason
@@ -620,7 +636,7 @@ def render_acceptance(m: Model) -> Lines:
     return [
         *heading(4, "3.1.3 Association Acceptance Policy"),
         *para(
-            f"Any Calling AE Title may connect; as Called AE Title we accept {called} "
+            f"{calling}; as Called AE Title we accept {called} "
             "(`accept_any_called_ae`). Each service is described below under its section "
             "number of 1.3; a missing number is a service of section 8.1. An association is "
             "rejected with A-ASSOCIATE-RJ (PS3.8 Table 9-21) when:"
@@ -718,6 +734,58 @@ def render_profiles(m: Model) -> Lines:
     ]
 
 
+def render_access_control(m: Model) -> Lines:
+    """PS3.2 "Association Level Security": who may associate and use what (stellarpacs.access)."""
+    per_service: dict[str, int] = {}
+    for name in m.policy.service_names.values():
+        per_service[name] = per_service.get(name, 0) + 1
+    rj = {r.name: "/".join(str(int(v)) for v in r.value) for r in RejectReason}
+    rows = [
+        ("Calling AE title without a `[remotes]` table, `accept_unknown_calling_ae = false`",
+         f"A-ASSOCIATE-RJ {rj['CALLING_AE_NOT_RECOGNIZED']}"),
+        ("`check_host`: the association comes from another address than the remote's host "
+         "(names resolved when the request arrives)",
+         f"A-ASSOCIATE-RJ {rj['CALLING_AE_NOT_RECOGNIZED']}"),
+        ("A user identity that fails: unknown user, wrong passcode, a JWT whose signature, "
+         "issuer, audience or expiry does not verify", f"A-ASSOCIATE-RJ {rj['NO_REASON_GIVEN']}"),
+        ("No verified identity where `require_user_identity` (the remote's value first)",
+         f"A-ASSOCIATE-RJ {rj['NO_REASON_GIVEN']}"),
+        ("Presentation context of a service not in the remote's `services`",
+         "result 1, user rejection (PS3.8 9.3.3.2)"),
+        ("A request for such a service that arrives anyway (e.g. C-STORE on a storage "
+         "context accepted for C-GET)", "status 0124, refused: not authorized (PS3.7 C)"),
+        ("C-MOVE to a destination that is unknown or not allowed `store`", "status A801"),
+    ]  # fmt: skip
+    services = ", ".join(f"{n} ({per_service.get(n, 0)} SOP classes)" for n in SERVICES)
+    defaults = (
+        f"Defaults: `accept_unknown_calling_ae = {str(m.config.accept_unknown_calling_ae).lower()}`"
+        f", `require_user_identity = {str(m.config.require_user_identity).lower()}`, every "
+        "service for every AE: as in 1.3, no limitation on who may connect."
+    )
+    return [
+        *heading(
+            3, f"4.3 Association Level Security: Access Control and User Identity ({EXTENSION})"
+        ),
+        *para(defaults, f"Services of `[remotes.<AE>] services`: {services}."),
+        *table(("Condition", "Answer"), rows),
+        *para(
+            "User Identity Negotiation (PS3.7 D.3.3.7) as acceptor: type 1 (user name) names a "
+            "`[users]` entry; type 2 (user name and passcode) is checked against its salted "
+            "Argon2id `passcode_hash` (made by `hash-passcode`; the passcode is never stored, "
+            "logged or shown); type 5 (JWT) is verified against `[jwt]`: its PEM public key, "
+            "issuer, audience, expiry and algorithms (default "
+            f"{', '.join(JWT_DEFAULT_ALGORITHMS)}; "
+            "asymmetric ones only), the user being its `sub`, which need not be a `[users]` "
+            "entry. Kerberos (3), SAML (4), and a type with nothing configured to check it "
+            "are ignored, as D.3.3.7 lets an acceptor that does not support them, unless an "
+            "identity is required, which rejects them. A positive response, when asked for, "
+            "is a User Identity sub-item with an empty server response (D.3.3.7.2). Rejections "
+            "are 1/1/1 since Table 9-21 has no reason for a failed identity: permanent, from "
+            "the service user. No user identity is sent as requestor.",
+        ),
+    ]
+
+
 def render_extensions(m: Model) -> Lines:
     beyond = set(m.policy.abstract_syntaxes) - set(IN_1_3)
     new_ts = sorted({ts for tss in m.sets for ts in tss} - set(uids.TABLE4_TRANSFER_SYNTAXES))
@@ -731,6 +799,7 @@ def render_extensions(m: Model) -> Lines:
         (m.facts.window_of_one, "An asynchronous operations window negotiated down (3.1.1.3)."),
         (True, "Command-line SCU tools (3.1.2.2); a configuration file (6.2)."),
         (True, "An audit trail: JSON lines and PS3.15 A.5 audit messages over syslog (9)."),
+        (True, "Access control per calling AE and user identity negotiation (4.3)."),
     ]
     return [
         *heading(2, "5 Extensions / Specializations / Privatizations"),
@@ -926,6 +995,7 @@ def render(config: Config | None = None) -> str:
         render_acceptance(m),
         *(render_service(m, *entry) for entry in numbered(m.services)),
         render_profiles(m),
+        render_access_control(m),
         render_extensions(m),
         render_configuration(m),
         render_hostile_input(m),

@@ -25,16 +25,25 @@ from __future__ import annotations
 
 import difflib
 import math
-import textwrap
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from stellarpacs import uids
-from stellarpacs.audit.settings import AuditSettings, audit_from_table, audit_key_rows
+from stellarpacs.audit.settings import AuditSettings, audit_from_table
+from stellarpacs.config_access import (
+    ACCESS_HELP,
+    SERVICES,
+    JWTSettings,
+    UserEntry,
+    check_services,
+    jwt_from_table,
+    table_field,
+    users_from_tables,
+)
 from stellarpacs.config_checks import (
     LOG_LEVELS,
     MIN_PDU_LENGTH,
@@ -52,12 +61,10 @@ from stellarpacs.config_checks import (
 from stellarpacs.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_CONFIG_TOML",
     "LOG_LEVELS",
     "MIN_PDU_LENGTH",
     "Config",
     "RemoteAE",
-    "describe_keys",
     "load_config",
 ]
 
@@ -142,19 +149,8 @@ _COERCE: Final[Mapping[str, Callable[[str, object], object]]] = MappingProxyType
         "tuple[str, ...]": _as_uids,
         "Mapping[str, RemoteAE]": _as_remotes,
         "AuditSettings": lambda key, value: audit_from_table(value),
-    }
-)
-
-_TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "str": "string",
-        "int": "integer",
-        "float": "float",
-        "bool": "boolean",
-        "Path": "string (path)",
-        "tuple[str, ...]": "array of UIDs",
-        "Mapping[str, RemoteAE]": "table: host (string), port (integer)",
-        "AuditSettings": "table",
+        "Mapping[str, UserEntry]": lambda key, value: users_from_tables(value),
+        "JWTSettings | Mapping[str, object]": lambda key, value: jwt_from_table(value),
     }
 )
 
@@ -186,17 +182,27 @@ def _normalise(obj: object, name: str, kind: str, key: str, check: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RemoteAE:
-    """A peer we open associations to: a C-MOVE destination or a commitment requester."""
+    """A peer we know: a C-MOVE destination, a commitment requester, a calling AE's rules.
+
+    ``require_user_identity`` None: the top-level key decides (see stellarpacs.access).
+    """
 
     ae_title: str
     host: str
     port: int
+    services: tuple[str, ...] = SERVICES
+    check_host: bool = False
+    require_user_identity: bool | None = None
 
     def __post_init__(self) -> None:
         key = f"remotes.{self.ae_title}"
         _normalise(self, "ae_title", "str", key, check_ae_title)
         _normalise(self, "host", "str", f"{key}.host", check_host)
         _normalise(self, "port", "int", f"{key}.port", in_range(1, 65535))
+        object.__setattr__(self, "services", check_services(f"{key}.services", self.services))
+        _normalise(self, "check_host", "bool", f"{key}.check_host", None)
+        if self.require_user_identity is not None:
+            _normalise(self, "require_user_identity", "bool", f"{key}.require_user_identity", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +322,12 @@ class Config:
         "0213, resource limitation.",
         in_range(1024, 1 << 30),
     )
+    # --- access control and user identity (PS3.7 D.3.3.7); decisions in stellarpacs.access
+    accept_unknown_calling_ae: bool = _key(True, ACCESS_HELP["accept_unknown_calling_ae"])
+    require_user_identity: bool = _key(False, ACCESS_HELP["require_user_identity"])
+    users: Mapping[str, UserEntry] = table_field(ACCESS_HELP["users"])
+    #: A JWTSettings, or an empty mapping: no JWT user identity.
+    jwt: JWTSettings | Mapping[str, object] = table_field(ACCESS_HELP["jwt"])  # noqa: RUF009
     audit: AuditSettings = field(
         default_factory=AuditSettings,
         metadata={"help": "The audit trail: [audit] table.", "check": None, "shown": "none"},
@@ -325,7 +337,9 @@ class Config:
         hash=False,
         metadata={
             "help": "Peers we connect to (C-MOVE destinations, storage commitment replies), "
-            "one [remotes.<AE title>] table each with host and port.",
+            "one [remotes.<AE title>] table each with host and port; optional: the services "
+            "it may use (of echo, store, find, move, get, commit, mpps; default all), "
+            "check_host (its associations must come from host) and require_user_identity.",
             "check": None,
             "shown": "none",
         },
@@ -337,7 +351,8 @@ class Config:
 
 
 _KEYS: Final = tuple(f.name for f in fields(Config))
-_REMOTE_KEYS: Final = ("host", "port")
+_REMOTE_KEYS: Final = ("host", "port", "services", "check_host", "require_user_identity")
+_REMOTE_REQUIRED: Final = ("host", "port")
 _NO_OVERRIDES: Final[Mapping[str, object]] = MappingProxyType({})
 
 
@@ -372,10 +387,10 @@ def _remote(title: str, table: object, where: str) -> RemoteAE:
     for name in table:
         if name not in _REMOTE_KEYS:
             raise _unknown(f"{key}.{name}", _REMOTE_KEYS, where)
-    for name in _REMOTE_KEYS:
+    for name in _REMOTE_REQUIRED:
         if name not in table:
             raise ConfigError(f"{where}'{key}' is missing '{name}'")
-    return RemoteAE(title, table["host"], table["port"])
+    return RemoteAE(title, **table)
 
 
 def _remotes(value: object, where: str) -> object:
@@ -421,70 +436,3 @@ def load_config(path: Path | None, overrides: Mapping[str, object] = _NO_OVERRID
         if exc.key.split(".", 1)[0] in given or path is None:
             raise ConfigError(str(exc)) from None
         raise ConfigError(f"{where}{exc}") from None
-
-
-# --- Documentation made from the fields ------------------------------------------------
-
-
-def _toml_literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
-def _shown_default(f: Field[Any], default: object) -> str:
-    shown: str = f.metadata["shown"]
-    return shown or _toml_literal(default)
-
-
-def describe_keys() -> list[tuple[str, str, str, str]]:
-    """``(key, TOML type, default, help)`` for every key, in file order (for the README)."""
-    defaults = Config()
-    rows = []
-    for f in fields(Config):
-        if f.name == "audit":
-            rows += audit_key_rows()
-            continue
-        key = "remotes.<AE title>" if f.name == "remotes" else f.name
-        shown = _shown_default(f, getattr(defaults, f.name))
-        rows.append((key, _TOML_TYPES[str(f.type)], shown, f.metadata["help"]))
-    return rows
-
-
-def _comment(text: str) -> list[str]:
-    return textwrap.wrap(text, width=98, initial_indent="# ", subsequent_indent="# ")
-
-
-def _render_field(f: Field[Any], default: Any) -> list[str]:
-    lines = _comment(f.metadata["help"])
-    if f.name == "transfer_syntax_preference":
-        items = [f'    "{uid}",  # {uids.name_of(uid)}' for uid in default]
-        return [*lines, f"{f.name} = [", *items, "]"]
-    if f.name == "storage_sop_classes":
-        return [
-            *lines,
-            f"# Default: all of {_shown_default(f, default)}. To accept fewer, list them:",
-            f'# {f.name} = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"]  # CT, MR',
-        ]
-    if f.name == "remotes":  # a commented example
-        return [*lines, "# [remotes.STORESCP]", '# host = "192.0.2.10"', "# port = 104"]
-    if f.name == "audit":
-        example = ['# file = "/var/log/stellarpacs/audit.jsonl"', '# syslog = "tls://audit:6514"']
-        return [*lines, "# [audit]", *example]
-    return [*lines, f"{f.name} = {_toml_literal(default)}"]
-
-
-def _render_default_toml() -> str:
-    defaults = Config()
-    parts = [
-        "# StellarPACS configuration (TOML). Every key is optional and shows its default;",
-        "# command-line flags override this file.",
-    ]
-    for f in fields(Config):
-        parts += ["", *_render_field(f, getattr(defaults, f.name))]
-    return "\n".join(parts) + "\n"
-
-
-DEFAULT_CONFIG_TOML: Final = _render_default_toml()

@@ -12,13 +12,8 @@ from hypothesis import strategies as st
 
 from stellarpacs import uids
 from stellarpacs.audit.settings import AuditSettings
-from stellarpacs.config import (
-    DEFAULT_CONFIG_TOML,
-    Config,
-    RemoteAE,
-    describe_keys,
-    load_config,
-)
+from stellarpacs.config import Config, RemoteAE, load_config
+from stellarpacs.config_docs import DEFAULT_CONFIG_TOML, describe_keys
 from stellarpacs.errors import ConfigError
 
 FULL_FILE = """\

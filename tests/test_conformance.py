@@ -13,7 +13,8 @@ import pytest
 from stellarpacs import uids
 from stellarpacs.aio.server import Server
 from stellarpacs.aio.verification import VerificationService
-from stellarpacs.config import Config, describe_keys
+from stellarpacs.config import Config
+from stellarpacs.config_docs import describe_keys
 from stellarpacs.services.registry import ServiceSet, default_services
 from stellarpacs.services.storage import StoreStatus
 from stellarpacs.storage.archive import Archive

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stellarpacs.cli import _parser
-from stellarpacs.config import describe_keys
+from stellarpacs.config_docs import describe_keys
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -43,6 +43,7 @@ from stellarpacs.ul.negotiation import PresentationContext
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRQ, PDataTF
 
 if TYPE_CHECKING:
+    from stellarpacs.access import User
     from stellarpacs.aio.protocols import SinkFactory
     from stellarpacs.aio.transport import Machine, ULProtocol
 
@@ -91,6 +92,10 @@ class Association:
         self._inbox_ready = asyncio.Event()
         self._released: asyncio.Future[None] = self._loop.create_future()
         self.protocol: ULProtocol | None = None
+        #: The user the acceptor verified (PS3.7 D.3.3.7), for handlers and the audit trail.
+        self.user: User | None = None
+        #: Service names the peer may use (``[remotes] services``); None: all.
+        self.services: frozenset[str] | None = None
 
     # --- identity, read from the core -------------------------------------------------
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType, TracebackType
 
+from stellarpacs import access
 from stellarpacs.aio.association import Association
 from stellarpacs.aio.auditing import audit_end, audit_opened, audit_rejected
 from stellarpacs.aio.guard import BoundedSink, dataset_limit, screen
@@ -27,6 +30,8 @@ from stellarpacs.audit import Auditor
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
 from stellarpacs.dimse.events import DatasetSink, Incoming
+from stellarpacs.dimse.refusal import refusal
+from stellarpacs.dimse.status import Status
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.logtext import printable
 from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
@@ -37,8 +42,15 @@ from stellarpacs.ul.connection import (
     ConnectionEvent,
 )
 from stellarpacs.ul.fsm import State
-from stellarpacs.ul.negotiation import AcceptorPolicy, PresentationContext, Role, negotiate
-from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ
+from stellarpacs.ul.negotiation import (
+    AcceptorPolicy,
+    Admission,
+    PresentationContext,
+    RejectReason,
+    Role,
+    negotiate,
+)
+from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ, AAssociateRQ, UserIdentityRQ
 
 __all__ = ["Server"]
 
@@ -60,6 +72,7 @@ def _policy(config: Config, services: Iterable[ServiceHandler]) -> AcceptorPolic
     for service in services:
         syntaxes.update(service.abstract_syntaxes)
         roles.update(service.roles)
+    names, scp_roles = access.service_names(syntaxes)
     return AcceptorPolicy(
         ae_title=config.ae_title,
         abstract_syntaxes=MappingProxyType(syntaxes),
@@ -67,7 +80,19 @@ def _policy(config: Config, services: Iterable[ServiceHandler]) -> AcceptorPolic
         max_pdu_length=config.max_pdu_length,
         roles=MappingProxyType(roles),
         scp_role_preference=(EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN),
+        service_names=MappingProxyType(names),
+        scp_role_services=MappingProxyType(scp_roles),
     )
+
+
+class _Discard:
+    """Where the data set of a refused C-STORE goes: nowhere, without being held."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abandon(self) -> None:
+        pass
 
 
 class _Session:
@@ -153,6 +178,8 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[_Session] = set()
         self.associations: set[Association] = set()
+        #: Argon2id and JWT checks run here, off the loop; two bound their memory (19 MiB each).
+        self._identity_pool: ThreadPoolExecutor | None = None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -220,6 +247,9 @@ class Server:
                 session.association.abort()
             session.protocol.close()
         await self._settle(grace=2.0)
+        if self._identity_pool is not None:
+            self._identity_pool.shutdown(wait=False, cancel_futures=True)
+            self._identity_pool = None
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -261,16 +291,80 @@ class Server:
                 *session.protocol.peer,
             )  # fmt: skip
             return
+        remote = access.remote_of(self.config, rq)
+        identity = rq.user_information.user_identity
+        check_host = remote is not None and remote.check_host
+        unknown = remote is None and not self.config.accept_unknown_calling_ae
+        if not unknown and (isinstance(identity, UserIdentityRQ) or check_host):
+            # An unknown AE is refused at once: no lookup or Argon2id spent on it.
+            self._track(self._admit_later(session, rq, identity, check_host))
+            return
+        self._answer(session, rq, access.decide(self.config, rq, session.protocol.peer[0]))
+
+    def _track(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _admit_later(
+        self, session: _Session, rq: AAssociateRQ, identity: object, check_host: bool
+    ) -> None:
+        """The access rules that need a name lookup or an identity check, then the answer.
+
+        The connection waits in Sta3 meanwhile (PS3.8 9.2); if the peer aborted
+        or closed by then there is nothing to answer.
+        """
+        peer = session.protocol.peer[0]
+        try:
+            async with asyncio.timeout(self.config.artim_timeout):
+                addresses = await self._addresses(rq) if check_host else ()
+                verdict = (
+                    await self._verify(identity) if isinstance(identity, UserIdentityRQ) else None
+                )
+            decision = access.decide(self.config, rq, peer, addresses, verdict)
+        except TimeoutError:
+            rejection = Admission(rejection=RejectReason.NO_REASON_GIVEN)
+            decision = access.Decision(rejection, reason="access check timed out")
+        if session.connection.state is State.STA3 and not session.protocol.closed.done():
+            self._answer(session, rq, decision)
+            session.protocol.pump()  # outside data_received, nothing else sends the answer
+
+    async def _addresses(self, rq: AAssociateRQ) -> tuple[str, ...]:
+        """The addresses of the calling AE's configured host, looked up now (names move)."""
+        remote = access.remote_of(self.config, rq)
+        assert remote is not None
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                remote.host, None, type=socket.SOCK_STREAM
+            )
+        except OSError as error:
+            log.warning("cannot resolve %s for check_host: %s", remote.host, printable(error))
+            return ()
+        return tuple(str(info[4][0]) for info in infos)
+
+    async def _verify(self, identity: UserIdentityRQ) -> access.IdentityVerdict:
+        if self._identity_pool is None:
+            self._identity_pool = ThreadPoolExecutor(2, thread_name_prefix="identity")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._identity_pool, access.verify_identity, self.config, identity
+        )
+
+    def _answer(self, session: _Session, rq: AAssociateRQ, decision: access.Decision) -> None:
+        """Negotiate with the access decision and commit the AC or RJ (PS3.8 9.2)."""
         at_capacity = len(self.associations) >= self.config.max_associations
-        answer, contexts = negotiate(rq, self.policy, at_capacity=at_capacity)
+        answer, contexts = negotiate(
+            rq, self.policy, at_capacity=at_capacity, admission=decision.admission
+        )
         peer = session.protocol.peer
         if isinstance(answer, AAssociateRJ):
             session.logged = True
             session.connection.reject(answer)
             log.warning(
-                "association rejected: %s -> %s from %s:%s, result %d source %d reason %d",
+                "association rejected: %s -> %s from %s:%s, result %d source %d reason %d%s",
                 printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 answer.result, answer.source, answer.reason,
+                f" ({decision.reason})" if decision.reason else "",
             )  # fmt: skip
             audit_rejected(self.auditor, rq, answer, peer)
             return
@@ -283,24 +377,36 @@ class Server:
             sink_factory=self._sink,
             idle_timeout=self.config.idle_timeout,
         )
+        association.user = decision.user
+        association.services = decision.admission.services
         association.attach(session.protocol)
         session.association = association
         session.connection.accept(answer)
         self.associations.add(association)
         if log.isEnabledFor(logging.INFO):  # naming the contexts costs more than the echo
+            user = decision.user
             log.info(
-                "association opened: %s -> %s from %s:%s, contexts: %s",
+                "association opened: %s -> %s from %s:%s%s, contexts: %s",
                 printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
+                f", user {printable(user.name)} (type {int(user.identity_type)})" if user else "",
                 _describe_contexts(contexts) or "none accepted",
             )  # fmt: skip
         audit_opened(self.auditor, association, peer)
-        task = asyncio.get_running_loop().create_task(self._run(association))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(self._run(association))
+
+    def _permitted(self, association: AssociationLike, context: int, command: Message) -> bool:
+        """May this association use the service ``command`` belongs to (``[remotes] services``)?"""
+        services = association.services if isinstance(association, Association) else None
+        if services is None:
+            return True
+        syntax = association.contexts[context].abstract_syntax
+        return access.request_service(command, syntax, self.policy.service_names) in services
 
     def _sink(
         self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
+        if not self._permitted(association, context.context_id, command):
+            return _Discard()
         service = self._dispatch.get(type(command))
         if service is None:
             return None
@@ -323,8 +429,12 @@ class Server:
                     association.abort()
                     break
                 admitted = await self._screen(association, incoming)
-                if admitted is not None:
-                    await service.handle(association, admitted)
+                if admitted is None:
+                    continue
+                if not self._permitted(association, admitted.context.context_id, admitted.command):
+                    await self._refuse(association, admitted)
+                    continue
+                await service.handle(association, admitted)
         except AssociationAborted:
             pass
         except Exception:
@@ -351,6 +461,23 @@ class Server:
         )  # fmt: skip
         await association.send(incoming.context.context_id, refusal.response)
         return None
+
+    @staticmethod
+    async def _refuse(association: Association, incoming: Incoming) -> None:
+        """Answer a request for a service this AE may not use: 0124, refused: not authorized.
+
+        PS3.7 Annex C's general failure status for exactly this; it is a failure
+        to every SCU, where A7xx (out of resources) would invite a retry and
+        Cxxx would blame the data set.
+        """
+        command = incoming.command
+        log.warning(
+            "%s: %s refused, service not allowed for this AE (0124)",
+            printable(association.calling_ae_title), type(command).__name__,
+        )  # fmt: skip
+        response = refusal(command, Status.NOT_AUTHORIZED, "not authorized for this AE")
+        if response is not None:
+            await association.send(incoming.context.context_id, response)
 
     async def _await_close(self, association: Association) -> None:
         """Give the peer ARTIM's time to close after release or abort, then close."""

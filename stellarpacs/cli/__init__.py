@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
-from stellarpacs.cli import echo, nservices, query, retrieve, serve, storage, store
+from stellarpacs.cli import echo, nservices, passcode, query, retrieve, serve, storage, store
 from stellarpacs.cli.common import EXIT_FAILED, EXIT_USAGE, Command, Register, os_reason
 from stellarpacs.errors import (
     AssociationAborted,
@@ -37,6 +37,7 @@ _GROUPS: Final[tuple[Register, ...]] = (
     query.register,
     retrieve.register,
     nservices.register,
+    passcode.register,
 )
 
 

@@ -4,8 +4,9 @@ Both find the instances the identifier names (``storage.api.InstanceLookup``)
 and send each as a C-STORE sub-operation, exactly as stored when the
 receiver accepts the stored transfer syntax, otherwise decoded into an
 uncompressed one it accepts.  C-MOVE sends over a new association to the
-Move Destination, which must be configured in ``[remotes]`` (else A801:
-nothing is ever sent to an address that is not configured); C-GET sends on
+Move Destination, which must be configured in ``[remotes]`` and allowed
+``store`` (else A801: nothing is ever sent to an address that is not
+configured, or not meant to receive); C-GET sends on
 the same association, on the contexts where the requestor took the SCP role.
 
 Pending responses with the four counts report progress: after the first
@@ -400,10 +401,14 @@ class MoveService(_RetrieveBase):
         request = incoming.command
         assert isinstance(request, CMoveRQ)
         remote = self.config.remotes.get(request.move_destination)
-        if remote is None:
+        if remote is None or "store" not in remote.services:
+            # A destination not allowed to receive (services without "store") gets the same
+            # A801 as an unknown one: the one refusal PS3.4 C.4.2.1.5 has for a destination,
+            # and it tells a peer nothing about the configuration.
             log.warning(
-                "C-MOVE from %s to unknown destination %r refused",
+                "C-MOVE from %s to %s destination %r refused",
                 printable(association.calling_ae_title),
+                "unknown" if remote is None else "not allowed store,",
                 printable(request.move_destination),
             )
             raise DIMSEError(

@@ -14,8 +14,10 @@ What this module decides (and the conformance statement repeats):
 
   1. Application context other than the DICOM one: RJ 1/1/2.
   2. Called AE title not ours (unless any is accepted): RJ 1/1/7.
-  3. Too many associations at once: RJ 2/3/2 (transient, local limit exceeded).
-  4. The AC would not fit on the wire (an item over 65,535 bytes, e.g. a
+  3. What the access rules decided (:class:`Admission`, made by
+     :mod:`stellarpacs.access`): RJ 1/1/3 or 1/1/1.
+  4. Too many associations at once: RJ 2/3/2 (transient, local limit exceeded).
+  5. The AC would not fit on the wire (an item over 65,535 bytes, e.g. a
      user information item answering 1,586 role selections): RJ 1/1/1.
 
 - A presentation context ID proposed twice is answered once, for its first
@@ -24,6 +26,8 @@ What this module decides (and the conformance statement repeats):
   one of its transfer syntaxes is acceptable, choosing by our preference
   order; otherwise result 3 (abstract syntax) or 4 (transfer syntaxes).
   Contexts for several abstract syntaxes on one association are accepted.
+  A context for a service the :class:`Admission` does not allow gets result
+  1, user rejection (PS3.8 9.3.3.2), before its transfer syntaxes are looked at.
 - Asynchronous operations are never granted beyond one at a time.
 - SCP/SCU role selection is answered once per SOP class the requestor
   proposed it for, granting a proposed role only where the policy allows it;
@@ -49,6 +53,7 @@ from stellarpacs.ul.pdus import (
     PresentationContextAC,
     PresentationContextRQ,
     RoleSelection,
+    UserIdentityAC,
     UserInformation,
 )
 
@@ -56,6 +61,7 @@ __all__ = [
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",
     "AcceptorPolicy",
+    "Admission",
     "PresentationContext",
     "RejectReason",
     "Role",
@@ -77,6 +83,8 @@ class RejectReason(Enum):
     #: answer.  Service-user: the AC is what this AE computed, not the ACSE
     #: provider's doing.  Table 9-21 names no reason that fits, hence reason 1.
     NO_REASON_GIVEN = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 1)
+    #: The access rules (stellarpacs.access): an unknown calling AE, or the wrong host.
+    CALLING_AE_NOT_RECOGNIZED = (RejectResult.PERMANENT, RejectSource.SERVICE_USER, 3)
 
     def pdu(self) -> AAssociateRJ:
         """The A-ASSOCIATE-RJ PDU carrying this reason."""
@@ -116,6 +124,35 @@ class AcceptorPolicy:
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
     scp_role_preference: tuple[str, ...] = ()
+    #: The service (``store``, ``find``...) each abstract syntax belongs to, for :class:`Admission`.
+    service_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: The service a requestor's SCP role serves on a syntax (``get`` for storage classes).
+    scp_role_services: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the access rules decided about one requestor, before negotiation.
+
+    ``rejection`` refuses the association; ``services`` are the service names
+    it may use (None: all); ``user_identity`` is the AC sub-item answering a
+    user identity that asked for a positive response (PS3.7 D.3.3.7.2).
+    """
+
+    rejection: RejectReason | None = None
+    services: frozenset[str] | None = None
+    user_identity: UserIdentityAC | None = None
+
+    def permits(self, policy: AcceptorPolicy, abstract_syntax: str) -> tuple[bool, bool]:
+        """May the requestor use ``abstract_syntax`` as (SCU, SCP by role selection)?"""
+        if self.services is None:
+            return True, True
+        scu = policy.service_names.get(abstract_syntax)
+        scp = policy.scp_role_services.get(abstract_syntax)
+        return scu is None or scu in self.services, scp is not None and scp in self.services
+
+
+_ADMIT_ALL = Admission()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +171,16 @@ class PresentationContext:
 
 
 def _choose(
-    proposed: PresentationContextRQ, policy: AcceptorPolicy, reversed_role: bool = False
+    proposed: PresentationContextRQ,
+    policy: AcceptorPolicy,
+    reversed_role: bool = False,
+    admission: Admission = _ADMIT_ALL,
 ) -> PresentationContextAC:
     accepted = policy.abstract_syntaxes.get(proposed.abstract_syntax)
+    scu, scp = admission.permits(policy, proposed.abstract_syntax)
+    if accepted is not None and not (scu or (reversed_role and scp)):
+        fallback = proposed.transfer_syntaxes[0] if proposed.transfer_syntaxes else ""
+        return PresentationContextAC(proposed.context_id, ContextResult.USER_REJECTION, fallback)
     if accepted is not None and reversed_role and policy.scp_role_preference:
         first = tuple(ts for ts in policy.scp_role_preference if ts in accepted)
         accepted = first + tuple(ts for ts in accepted if ts not in first)
@@ -162,7 +206,7 @@ def _first_per_class(items: tuple[RoleSelection, ...]) -> dict[str, RoleSelectio
 
 
 def _answer_roles(
-    proposals: tuple[RoleSelection, ...], policy: AcceptorPolicy
+    proposals: tuple[RoleSelection, ...], policy: AcceptorPolicy, admission: Admission
 ) -> tuple[RoleSelection, ...]:
     """Role selection items for the AC: one per SOP class the requestor asked about.
 
@@ -173,17 +217,20 @@ def _answer_roles(
     answers = []
     for item in _first_per_class(proposals).values():
         allowed = policy.roles.get(item.sop_class_uid, Role())
+        scu, scp = admission.permits(policy, item.sop_class_uid)
         answers.append(
             RoleSelection(
                 item.sop_class_uid,
-                scu_role=item.scu_role and allowed.scu,
-                scp_role=item.scp_role and allowed.scp,
+                scu_role=item.scu_role and allowed.scu and scu,
+                scp_role=item.scp_role and allowed.scp and scp,
             )
         )
     return tuple(answers)
 
 
-def _user_information(rq: AAssociateRQ, policy: AcceptorPolicy) -> UserInformation:
+def _user_information(
+    rq: AAssociateRQ, policy: AcceptorPolicy, admission: Admission
+) -> UserInformation:
     requested = rq.user_information
     window = None
     if requested.asynchronous_operations_window is not None:
@@ -193,43 +240,50 @@ def _user_information(rq: AAssociateRQ, policy: AcceptorPolicy) -> UserInformati
         implementation_class_uid=policy.implementation_class_uid,
         implementation_version_name=policy.implementation_version_name,
         asynchronous_operations_window=window,
-        role_selections=_answer_roles(requested.role_selections, policy),
+        role_selections=_answer_roles(requested.role_selections, policy, admission),
+        user_identity=admission.user_identity,
     )
 
 
 def _check_request(
-    rq: AAssociateRQ, policy: AcceptorPolicy, at_capacity: bool
+    rq: AAssociateRQ, policy: AcceptorPolicy, at_capacity: bool, admission: Admission
 ) -> AAssociateRJ | None:
     if rq.application_context_name != APPLICATION_CONTEXT_NAME:
         return RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED.pdu()
     if not policy.accept_any_called_ae and rq.called_ae_title != policy.ae_title:
         return RejectReason.CALLED_AE_NOT_RECOGNIZED.pdu()
+    if admission.rejection is not None:
+        return admission.rejection.pdu()
     if at_capacity:
         return RejectReason.LOCAL_LIMIT_EXCEEDED.pdu()
     return None
 
 
 def negotiate(
-    rq: AAssociateRQ, policy: AcceptorPolicy, *, at_capacity: bool = False
+    rq: AAssociateRQ,
+    policy: AcceptorPolicy,
+    *,
+    at_capacity: bool = False,
+    admission: Admission = _ADMIT_ALL,
 ) -> tuple[AAssociateAC | AAssociateRJ, dict[int, PresentationContext]]:
     """Compute the answer to ``rq`` and the accepted contexts (empty when rejected).
 
     Nothing is committed: the caller sends the PDU through its connection.
     A context ID proposed twice is answered once, for its first proposal.
     """
-    rejection = _check_request(rq, policy, at_capacity)
+    rejection = _check_request(rq, policy, at_capacity, admission)
     if rejection is not None:
         return rejection, {}
     answers: list[PresentationContextAC] = []
     seen: set[int] = set()
-    user_information = _user_information(rq, policy)
+    user_information = _user_information(rq, policy, admission)
     reversed_roles = {r.sop_class_uid for r in user_information.role_selections if r.scp_role}
     for proposed in rq.presentation_contexts:
         if proposed.context_id in seen:
             continue
         seen.add(proposed.context_id)
         reversed_role = proposed.abstract_syntax in reversed_roles
-        answers.append(_choose(proposed, policy, reversed_role))
+        answers.append(_choose(proposed, policy, reversed_role, admission))
     ac = AAssociateAC(
         called_ae_title=rq.called_ae_title,
         calling_ae_title=rq.calling_ae_title,
