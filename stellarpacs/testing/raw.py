@@ -136,7 +136,7 @@ class RawAssociation:
     def _wait(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
 
-    async def receive(self, timeout: float | None = None) -> Frame | None:
+    async def receive(self, timeout: float | None = None, expected: str = "a PDU") -> Frame | None:
         """The next PDU as it came, or None when the peer closed the connection."""
         wait = self._wait(timeout)
         try:
@@ -144,7 +144,7 @@ class RawAssociation:
                 while not self._frames and not self._eof:
                     await self._read()
         except TimeoutError:
-            raise ExpectationFailed("a PDU", f"nothing within {wait:g} s") from None
+            raise ExpectationFailed(expected, f"nothing within {wait:g} s") from None
         return self._frames.pop(0) if self._frames else None
 
     async def _read(self) -> None:
@@ -170,7 +170,7 @@ class RawAssociation:
     async def expect(self, pdu_type: type[P] | None = None, timeout: float | None = None) -> PDU:
         """The next PDU, decoded, which must be a ``pdu_type`` (any type when None)."""
         wanted = _type_name(pdu_type)
-        frame = await self.receive(timeout)
+        frame = await self.receive(timeout, wanted)
         if frame is None:
             raise ExpectationFailed(wanted, "the connection closed")
         if frame.pdu is None:
@@ -182,7 +182,7 @@ class RawAssociation:
 
     async def expect_closed(self, timeout: float | None = None) -> None:
         """The peer closes the connection without sending anything more."""
-        frame = await self.receive(timeout)
+        frame = await self.receive(timeout, "the connection closed")
         if frame is not None:
             raise ExpectationFailed("the connection closed", repr(frame.pdu or frame.raw), frame)
 

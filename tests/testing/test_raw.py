@@ -44,7 +44,6 @@ async def test_wrong_called_ae_is_rejected_1_1_7(
     rj = await raw.expect(AAssociateRJ)
     assert (rj.result, rj.source, rj.reason) == (1, 1, 7)  # PS3.8 Table 9-21
     assert check_associate_rj(rj) == []
-    await raw.expect_closed()
 
 
 async def test_unknown_pdu_type_gets_a_provider_abort(
@@ -104,8 +103,18 @@ async def test_nothing_within_the_timeout(
     dicom_server: DicomServer, raw_association: RawFactory
 ) -> None:
     raw = await raw_association(dicom_server.host, dicom_server.port, timeout=5)
-    with pytest.raises(ExpectationFailed, match=r"nothing within 0.2 s"):
-        await raw.expect(timeout=0.2)
+    with pytest.raises(ExpectationFailed, match=r"expected A-ABORT, got nothing within 0.2 s"):
+        await raw.expect(AAbort, timeout=0.2)
+    with pytest.raises(ExpectationFailed, match=r"expected the connection closed, got nothing"):
+        await raw.expect_closed(timeout=0.2)
+
+
+async def test_a_silent_connection_is_closed_at_artim(
+    dicom_server: DicomServer, raw_association: RawFactory
+) -> None:
+    """The acceptor closes a connection that sends no A-ASSOCIATE-RQ (ARTIM, PS3.8 9.1.5)."""
+    raw = await raw_association(dicom_server.host, dicom_server.port, timeout=10)
+    await raw.expect_closed()
 
 
 async def _one_shot_peer(answer: bytes) -> tuple[asyncio.Server, int]:
