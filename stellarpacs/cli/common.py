@@ -111,15 +111,12 @@ def wire_taps(args: argparse.Namespace) -> Iterator[None]:
         return
     from stellarpacs.testing.wire import tapping  # only when asked for
 
-    try:
-        taps = tapping(trace, pcap)
-        taps.__enter__()
-    except OSError as error:
-        raise ConfigError(f"cannot write {error.filename}: {os_reason(error)}") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(tapping(trace, pcap))
+        except OSError as error:
+            raise ConfigError(f"cannot write {error.filename}: {os_reason(error)}") from None
         yield
-    finally:
-        taps.__exit__(None, None, None)
 
 
 async def connect_peer(

@@ -16,6 +16,7 @@ from enum import IntEnum
 from typing import Any, Final
 
 from stellarpacs.dimse.command_codec import decode_command
+from stellarpacs.dimse.fragments import MAX_COMMAND_SET_LENGTH
 from stellarpacs.errors import StellarPACSError
 from stellarpacs.ul.codec import HEADER_SIZE, decode_pdu
 from stellarpacs.ul.pdus import (
@@ -115,7 +116,10 @@ class CommandJoiner:
                 continue
             part = self._parts.setdefault(pdv.context_id, bytearray())
             part += pdv.data
-            if pdv.is_last:
+            if len(part) > MAX_COMMAND_SET_LENGTH:  # as the association would refuse it
+                del self._parts[pdv.context_id]
+                done.append({"undecodable": "command set over 1 MiB", "length": len(part)})
+            elif pdv.is_last:
                 del self._parts[pdv.context_id]
                 done.append(_describe_command(bytes(part)))
         return done

@@ -187,26 +187,27 @@ class RawAssociation:
             raise ExpectationFailed("the connection closed", repr(frame.pdu or frame.raw), frame)
 
     async def expect_message(self, timeout: float | None = None) -> DimseMessage:
-        """The next whole DIMSE message, from P-DATA-TF PDUs only (PS3.7 6.3.1)."""
+        """The next whole DIMSE message within ``timeout``, from P-DATA-TFs only (PS3.7 6.3.1)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait(timeout)
         assembler = MessageAssembler()
         command: CommandReceived | None = None
         dataset = bytearray()
-        async with asyncio.timeout(self._wait(timeout) * 2):
-            while True:
-                pdata = await self.expect(PDataTF, timeout)
-                try:
-                    events = assembler.receive(pdata)
-                except StellarPACSError as error:
-                    raise ExpectationFailed("a well-formed DIMSE message", str(error)) from None
-                for event in events:
-                    if isinstance(event, CommandReceived):
-                        command = event
-                        if not event.has_dataset:
-                            return DimseMessage(event.context_id, event.message, None)
-                    elif isinstance(event, DatasetFragment) and command is not None:
-                        dataset += event.data
-                        if event.is_last:
-                            return DimseMessage(command.context_id, command.message, bytes(dataset))
+        while True:
+            pdata = await self.expect(PDataTF, max(0.0, deadline - loop.time()))
+            try:
+                events = assembler.receive(pdata)
+            except StellarPACSError as error:
+                raise ExpectationFailed("a well-formed DIMSE message", str(error)) from None
+            for event in events:
+                if isinstance(event, CommandReceived):
+                    command = event
+                    if not event.has_dataset:
+                        return DimseMessage(event.context_id, event.message, None)
+                elif isinstance(event, DatasetFragment) and command is not None:
+                    dataset += event.data
+                    if event.is_last:
+                        return DimseMessage(command.context_id, command.message, bytes(dataset))
 
     # --- the association's life ---------------------------------------------------------
 

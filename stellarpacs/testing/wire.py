@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import struct
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,26 +28,37 @@ from stellarpacs.ul.pdus import PDataTF
 __all__ = ["PcapWriter", "TraceWriter", "tapping", "tee"]
 
 Address = tuple[str, int]
+log = logging.getLogger("stellarpacs.testing")
 
 
 class TraceWriter:
-    """JSON lines, one per PDU in or out of every tapped connection, flushed per line."""
+    """JSON lines, one per PDU in or out of every tapped connection, flushed per line.
+
+    A failing write (a full disk) stops the trace with one log line; the
+    connections go on.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
+        self._stream: IO[str] | None = stream
 
     def __call__(self, local: Address, peer: Address) -> Tap:
-        sides = {True: (Framer(), CommandJoiner()), False: (Framer(), CommandJoiner())}
+        sides: dict[bool, tuple[Framer, CommandJoiner] | None] = {
+            True: (Framer(), CommandJoiner()),
+            False: (Framer(), CommandJoiner()),
+        }
         where = {"peer": f"{peer[0]}:{peer[1]}", "local": f"{local[0]}:{local[1]}"}
 
         def tap(incoming: bool, data: bytes, when: float) -> None:
+            side = sides[incoming]
+            if side is None or self._stream is None:
+                return
             head = {"time": when, "direction": "in" if incoming else "out", **where}
-            framer, joiner = sides[incoming]
+            framer, joiner = side
             try:
                 frames = framer.feed(data)
-            except ValueError as error:  # an absurd PDU-length: say so, start afresh
-                self._write({**head, "error": str(error)})
-                sides[incoming] = (Framer(), CommandJoiner())
+            except ValueError as error:  # an absurd PDU-length: the framing is lost
+                self._write({**head, "error": f"{error}; not traced further"})
+                sides[incoming] = None
                 return
             for frame in frames:
                 self._write({**head, **_frame_fields(frame, joiner)})
@@ -54,8 +66,14 @@ class TraceWriter:
         return tap
 
     def _write(self, line: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(line, ensure_ascii=True) + "\n")
-        self._stream.flush()
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(json.dumps(line, ensure_ascii=True) + "\n")
+            self._stream.flush()
+        except OSError as error:
+            log.warning("trace stopped: %s", error)
+            self._stream = None
 
 
 def _frame_fields(frame: Frame, joiner: CommandJoiner) -> dict[str, Any]:
@@ -112,7 +130,7 @@ class PcapWriter:
     """
 
     def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
+        self._stream: IO[bytes] | None = stream
         stream.write(_GLOBAL_HEADER)
         stream.flush()
 
@@ -153,8 +171,14 @@ class PcapWriter:
         frame += struct.pack(">H", ethertype) + packet
         seconds = int(when)
         micros = int((when - seconds) * 1_000_000)
-        self._stream.write(_RECORD.pack(seconds, micros, len(frame), len(frame)) + frame)
-        self._stream.flush()
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(_RECORD.pack(seconds, micros, len(frame), len(frame)) + frame)
+            self._stream.flush()
+        except OSError as error:
+            log.warning("pcap capture stopped: %s", error)
+            self._stream = None
 
 
 def tee(*factories: TapFactory) -> TapFactory:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from stellarpacs import connect
-from stellarpacs.testing import RawAssociation, TraceWriter
+from stellarpacs.testing import RawAssociation, TraceWriter, tapping
 from stellarpacs.testing.plugin import DicomServer
 from stellarpacs.ul.codec import encode_pdu
-from stellarpacs.ul.pdus import UserIdentityRQ, UserInformation
+from stellarpacs.ul.pdus import AAbort, UserIdentityRQ, UserInformation
 from tests.integration.peers import HOST, WAIT, Completed, associate_rq, kill, run_process
 from tests.integration.retrieve_fixtures import wait_listening
 from tests.integration.storage_fixtures import free_port
@@ -239,3 +239,26 @@ def test_trace_to_a_folder_that_does_not_exist_is_one_line(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "cannot write" in done.stderr
+
+
+async def test_serve_side_trace_of_bad_input(dicom_server: DicomServer, tmp_path: Path) -> None:
+    """What a hostile peer sends the server is traced (errors named) and the server goes on."""
+    trace = tmp_path / "bad.jsonl"
+    with tapping(trace=trace):
+        for garbage in (b"\x0a\x00\x00\x00\x00\x01x", b"\x04\x00\xff\xff\xff\xf0" + b"x" * 100):
+            raw = await RawAssociation.open(HOST, dicom_server.port, timeout=5)
+            async with raw:
+                await raw.send(garbage)
+                assert isinstance(await raw.expect(), AAbort)
+        async with await connect(HOST, dicom_server.port, called_ae=dicom_server.ae_title) as c:
+            assert await c.echo() == 0
+    got = lines(trace)
+    incoming = [line for line in got if line["direction"] == "in"]
+    assert incoming[0]["pdu"] == "0x0A" and "unrecognized PDU type" in incoming[0]["error"]
+    assert (
+        "exceeds the limit" in incoming[1]["error"] and "not traced further" in incoming[1]["error"]
+    )
+    # Our own client is traced too (every connection of the process is): both sides, interleaved.
+    echo = [line for line in got if "error" not in line][-12:]
+    assert sorted(line["pdu"] for line in echo) == sorted(ECHO_PDUS * 2)
+    assert {line["direction"] for line in echo} == {"in", "out"}
