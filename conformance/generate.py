@@ -576,6 +576,10 @@ def render_initiation(m: Model) -> Lines:
                 legacy.role == "SCU" and provided(legacy, m.services) for legacy in STATEMENT_1_3
             )
             else "",
+            "Every networking command (`serve`, `echo`, `store`, `find`, `move`, `get`, "
+            "`commit`, `mpps`) takes `--trace FILE` (one JSON line per PDU in and out, decoded "
+            "and escaped) and `--pcap FILE` (the same traffic as a pcap file for Wireshark's "
+            "DICOM dissector); both only observe the wire and change nothing on it.",
         ),
     ]
 

@@ -124,3 +124,14 @@ def test_custom_service_answers_the_echoes_it_counts() -> None:
     done = run_example("custom_service.py")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["MODALITY1: 3 C-ECHO", "WORKSTATION: 1 C-ECHO"]
+
+
+def test_the_plugin_example_runs_under_pytest_in_strict_mode() -> None:
+    """examples/test_with_plugin.py gets its fixtures from the installed ``stellarpacs`` plugin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+         "-o", "asyncio_mode=strict", str(EXAMPLES / "test_with_plugin.py")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 passed" in done.stdout

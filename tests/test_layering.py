@@ -222,6 +222,17 @@ def test_only_the_entry_point_imports_the_command_line() -> None:
     assert not violations, "only __main__ may import stellarpacs.cli:\n" + _report(violations)
 
 
+def test_the_testing_toolkit_is_imported_only_by_the_command_line() -> None:
+    """stellarpacs.testing sits beside the CLI: the server, services and storage never need it."""
+    violations = [
+        i
+        for i in IMPORTS
+        if _within(i.target, "stellarpacs.testing")
+        and not _within(i.importer, "stellarpacs.testing", "stellarpacs.cli")
+    ]
+    assert not violations, "only cli/ may import stellarpacs.testing:\n" + _report(violations)
+
+
 # --- no import cycle --------------------------------------------------------------------------
 
 

@@ -10,19 +10,24 @@ armed for the machine's next deadline, and the transport is closed when the
 machine wants it closed.  Reading pauses while the owner has too much queued
 (``pause``/``resume``), writing waits in :meth:`drain` while the transport's
 buffer is above its high-water mark.
+
+A wire tap (:func:`set_tap_factory`, for traces and pcap files) sees every
+chunk of bytes read and written with the wall-clock time; when none is set
+the cost is one attribute test per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
 from stellarpacs.ul.connection import Connection, ConnectionEvent
 from stellarpacs.ul.fsm import State
 
-__all__ = ["Machine", "ULProtocol"]
+__all__ = ["Machine", "Tap", "TapFactory", "ULProtocol", "set_tap_factory"]
 
 E_co = TypeVar("E_co", covariant=True)
 E = TypeVar("E")
@@ -43,6 +48,31 @@ class Machine(Protocol[E_co]):
     def next_deadline(self) -> float | None: ...
 
     def handle_timeout(self, now: float) -> None: ...
+
+
+class Tap(Protocol):
+    """Sees the bytes of one connection: ``incoming`` or written, at wall-clock ``when``."""
+
+    def __call__(self, incoming: bool, data: bytes, when: float) -> None: ...
+
+
+#: Called once per connection with (local address, peer address); returns its tap.
+TapFactory = Callable[[tuple[str, int], tuple[str, int]], Tap]
+
+_tap_factory: TapFactory | None = None
+
+
+def set_tap_factory(factory: TapFactory | None) -> TapFactory | None:
+    """Tap every connection made from now on (None: stop); returns the previous factory."""
+    global _tap_factory
+    previous, _tap_factory = _tap_factory, factory
+    return previous
+
+
+def _address(info: object) -> tuple[str, int]:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return ("", 0)
 
 
 class ULProtocol(asyncio.Protocol):
@@ -66,6 +96,7 @@ class ULProtocol(asyncio.Protocol):
         self.artim_expired = False
         #: Called once the transport is gone, after the machine saw Evt17.
         self.on_lost: Callable[[], None] | None = None
+        self._tap: Tap | None = None
 
     def drive(self, machine: Machine[E], on_event: Callable[[E], None]) -> None:
         """Pump ``machine`` from now on, its events going to ``on_event``."""
@@ -92,11 +123,15 @@ class ULProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = (str(peer[0]), int(peer[1]))
+        if _tap_factory is not None:
+            self._tap = _tap_factory(_address(transport.get_extra_info("sockname")), self.peer)
         if not self.connection.requestor:
             self.connection.connection_made(self._loop.time())
         self.pump()
 
     def data_received(self, data: bytes) -> None:
+        if self._tap is not None:
+            self._tap(True, data, time.time())
         self._machine.receive_data(data, self._loop.time())
         self.pump()
 
@@ -129,6 +164,8 @@ class ULProtocol(asyncio.Protocol):
             out = self._machine.data_to_send()  # re-read: an event may switch machines
             if out and self._transport is not None:
                 self._transport.write(out)
+                if self._tap is not None:
+                    self._tap(False, out, time.time())
             if not self._deliver():
                 break
         if self._machine.wants_close and self._transport is not None:

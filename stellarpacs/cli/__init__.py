@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from typing import Final
 
 from stellarpacs.cli import echo, nservices, passcode, query, retrieve, serve, storage, store
-from stellarpacs.cli.common import EXIT_FAILED, EXIT_USAGE, Command, Register, os_reason
+from stellarpacs.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Command,
+    Register,
+    os_reason,
+    wire_taps,
+)
 from stellarpacs.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -75,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     func: Command = args.func
     try:
-        return func(args)
+        with wire_taps(args):
+            return func(args)
     except ConfigError as error:
         print(f"stellarpacs: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE

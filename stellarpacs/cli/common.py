@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Final, TypeAlias, TypeVar
 
 from stellarpacs.aio.client import ClientAssociation, connect
 from stellarpacs.aio.scu.contexts import ProposedContext
+from stellarpacs.errors import ConfigError
 
 __all__ = [
     "EXIT_FAILED",
@@ -23,11 +26,13 @@ __all__ = [
     "Register",
     "Subparsers",
     "add_peer_flags",
+    "add_trace_flags",
     "connect_peer",
     "os_reason",
     "run",
     "setup_logging",
     "table",
+    "wire_taps",
 ]
 
 EXIT_OK: Final = 0
@@ -88,6 +93,30 @@ def add_peer_flags(parser: argparse.ArgumentParser, *, timeout: float = 30.0) ->
     parser.add_argument(
         "--timeout", type=float, default=timeout, help="seconds to wait for each answer"
     )
+    add_trace_flags(parser)
+
+
+def add_trace_flags(parser: argparse.ArgumentParser) -> None:
+    """``--trace FILE`` (JSON line per PDU) and ``--pcap FILE``, for every networking command."""
+    parser.add_argument("--trace", type=Path, metavar="FILE", help="write every PDU as JSON lines")
+    parser.add_argument("--pcap", type=Path, metavar="FILE", help="write the traffic as pcap")
+
+
+@contextlib.contextmanager
+def wire_taps(args: argparse.Namespace) -> Iterator[None]:
+    """Trace and capture what the command sends and receives, as its flags ask."""
+    trace, pcap = getattr(args, "trace", None), getattr(args, "pcap", None)
+    if trace is None and pcap is None:
+        yield
+        return
+    from stellarpacs.testing.wire import tapping  # only when asked for
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(tapping(trace, pcap))
+        except OSError as error:
+            raise ConfigError(f"cannot write {error.filename}: {os_reason(error)}") from None
+        yield
 
 
 async def connect_peer(

@@ -25,7 +25,14 @@ from stellarpacs.audit.events import (
     ConfigurationLoaded,
     Outcome,
 )
-from stellarpacs.cli.common import EXIT_OK, Subparsers, os_reason, run, setup_logging
+from stellarpacs.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    add_trace_flags,
+    os_reason,
+    run,
+    setup_logging,
+)
 from stellarpacs.config import Config, load_config
 from stellarpacs.errors import ConfigError
 
@@ -55,6 +62,7 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    add_trace_flags(parser)
 
 
 def _config_from(args: argparse.Namespace) -> Config:
