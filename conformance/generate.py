@@ -712,6 +712,23 @@ def render_profiles(m: Model) -> Lines:
     ]
 
 
+def render_hostile_input(m: Model) -> Lines:
+    """What a hostile peer meets: the limits of issue 12's defects 3, 9 and 10."""
+    config = m.config
+    return [
+        *heading(3, "4.3 Hostile Input"),
+        *para(
+            f"A PDU must arrive whole within {config.pdu_timeout:g} s of its first byte "
+            "(`pdu_timeout`), else the association is aborted with A-ABORT source 2 (service "
+            "provider) reason 0 (not specified, PS3.8 9.3.8), and the idle limit counts "
+            "between whole PDUs only.",
+            f"At most {config.max_pending_connections} connections may wait without an "
+            "association (`max_pending_connections`); one more closes the oldest of them, so "
+            "silent sockets cannot keep a real peer out.",
+        ),
+    ]
+
+
 def render_extensions(m: Model) -> Lines:
     beyond = set(m.policy.abstract_syntaxes) - set(IN_1_3)
     new_ts = sorted({ts for tss in m.sets for ts in tss} - set(uids.TABLE4_TRANSFER_SYNTAXES))
@@ -798,6 +815,7 @@ def render(config: Config | None = None) -> str:
         render_acceptance(m),
         *(render_service(m, *entry) for entry in numbered(m.services)),
         render_profiles(m),
+        render_hostile_input(m),
         render_extensions(m),
         render_configuration(m),
         render_character_sets(m),

@@ -255,6 +255,19 @@ class Config:
         "0 means no limit.",
         non_negative_seconds,
     )
+    # Hostile input (PS3.8 9.1.5, PS3.4 B.2.3): see the conformance statement.
+    pdu_timeout: float = _key(
+        60.0,
+        "Seconds from the first byte of a PDU to its last; a slower one is aborted "
+        "(A-ABORT source 2 reason 0), so a peer cannot trickle a PDU; 0 means no limit.",
+        non_negative_seconds,
+    )
+    max_pending_connections: int = _key(
+        64,
+        "Connections accepted and not yet associated; one more closes the oldest of them, "
+        "so silent sockets cannot keep a real peer out.",
+        in_range(1, 1_000_000),
+    )
     dimse_timeout: float = _key(
         60.0,
         "Seconds the client side waits for a DIMSE response; 0 means no limit.",
