@@ -46,6 +46,7 @@ from stellarpacs.config_checks import (
     check_transfer_syntaxes,
     in_range,
     non_negative_seconds,
+    one_of,
     positive_seconds,
 )
 from stellarpacs.errors import ConfigError
@@ -267,6 +268,13 @@ class Config:
         "Connections accepted and not yet associated; one more closes the oldest of them, "
         "so silent sockets cannot keep a real peer out.",
         in_range(1, 1_000_000),
+    )
+    duplicate_policy: str = _key(
+        "keep",
+        "A known SOP Instance UID arriving with other content: keep (the first, warning "
+        "B006), reject (failure 0111) or replace (the stored instance); identical content "
+        "is Success. Each is logged and listed by `storage verify`.",
+        one_of("keep", "reject", "replace"),
     )
     dimse_timeout: float = _key(
         60.0,

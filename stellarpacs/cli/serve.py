@@ -62,7 +62,7 @@ async def _serve(config: Config) -> int:
 
     # The port is bound before the storage is touched, so a port in use is
     # reported alone and leaves no storage folder behind.
-    archive = Archive(config.storage, fsync=config.fsync)
+    archive = Archive(config.storage, fsync=config.fsync, duplicate_policy=config.duplicate_policy)
     services = await default_services(config, archive)
     server = Server(config, services.services)
     try:

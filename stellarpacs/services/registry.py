@@ -43,7 +43,7 @@ class ServiceSet:
 
 async def open_archive(config: Config) -> Archive:
     """The archive under ``config.storage``, opened (crash leftovers cleaned)."""
-    archive = Archive(config.storage, fsync=config.fsync)
+    archive = Archive(config.storage, fsync=config.fsync, duplicate_policy=config.duplicate_policy)
     await archive.open()
     return archive
 
