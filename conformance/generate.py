@@ -172,18 +172,25 @@ TEXTS: Mapping[type[Message], ServiceText] = {  # keyed by the request class ser
         "Each C-STORE data set is streamed to a temporary file, made durable (fsync, atomic "
         "rename) and indexed; only then is the response sent.",
         {
-            StoreStatus.SUCCESS: "stored and indexed; also for a second copy of a stored "
-            "SOP Instance UID, which is not kept",
+            StoreStatus.SUCCESS: "stored and indexed; also for an identical second copy of a "
+            "stored SOP Instance UID, which is not kept, and for a replacing one",
             StoreStatus.OUT_OF_RESOURCES: "the file or the index could not be written, or a "
             "deflated header needs more than `max_inflated_header` bytes inflated",
-            StoreStatus.CANNOT_UNDERSTAND: "the data set cannot be parsed",
+            StoreStatus.CANNOT_UNDERSTAND: "the data set cannot be parsed, or its SOP Instance "
+            "UID is not the command's (nothing stored)",
+            Status.DATASET_DOES_NOT_MATCH_SOP_CLASS: "its SOP Class UID is not the command's",
+            Status.ELEMENTS_DISCARDED: "a known SOP Instance UID with other content, "
+            "`duplicate_policy = keep`: the first copy stays, this one is discarded",
+            Status.DUPLICATE_SOP_INSTANCE: "the same, `duplicate_policy = reject`",
             Status.SOP_CLASS_NOT_SUPPORTED: "the command's SOP class is not its context's",
             Status.INVALID_OBJECT_INSTANCE: "the SOP Instance UID holds non-ASCII bytes",
         },
         ServiceClass.STORAGE,
         "Level 2 (Full) Storage SCP (PS3.4 B.4.1): no element is discarded or coerced; the "
         "file is the data set byte for byte as received, after a PS3.10 meta header. "
-        "Nothing is validated beyond the command. StellarPACS never deletes a received file.",
+        "Nothing is validated beyond the command and the data set's own SOP UIDs. StellarPACS "
+        "never deletes a received file, except the one that a `duplicate_policy = replace` "
+        "arrival stands in for; a kept-out copy is discarded whole (B006, section 4.3).",
         "Our order is the key `transfer_syntax_preference` (section 6.2).",
     ),
     CFindRQ: ServiceText(
@@ -242,7 +249,10 @@ def build_server(config: Config) -> Server:
 
 
 async def _default_services(config: Config) -> list[ServiceHandler]:
-    service_set = await default_services(config, Archive(config.storage, fsync=config.fsync))
+    service_set = await default_services(
+        config,
+        Archive(config.storage, fsync=config.fsync, duplicate_policy=config.duplicate_policy),
+    )
     service_set.archive = None  # never opened: only the services' own workers are stopped
     await service_set.close()
     return service_set.services
@@ -790,6 +800,28 @@ def render_access_control(m: Model) -> Lines:
     ]
 
 
+def render_hostile_peers(m: Model) -> Lines:
+    """What a hostile peer meets: the limits of issue 12's defects 3, 9 and 10."""
+    config = m.config
+    return [
+        *heading(3, "4.4 Hostile Input: Slow Peers, Idle Connections, Inconsistent Data Sets"),
+        *para(
+            f"A PDU must arrive whole within {config.pdu_timeout:g} s of its first byte "
+            "(`pdu_timeout`), else the association is aborted with A-ABORT source 2 (service "
+            "provider) reason 0 (not specified, PS3.8 9.3.8), and the idle limit counts "
+            "between whole PDUs only.",
+            f"At most {config.max_pending_connections} connections may wait without an "
+            "association (`max_pending_connections`); one more closes the oldest of them, so "
+            "silent sockets cannot keep a real peer out.",
+            "A C-STORE data set whose SOP Class or Instance UID (0008,0016), (0008,0018) is not "
+            "its command's is refused, A900 or C000 (PS3.4 B.2.3), and nothing is stored. A "
+            "known SOP Instance UID arriving with other content follows `duplicate_policy` "
+            f"(`{config.duplicate_policy}`): keep answers B006, reject 0111, replace Success; "
+            "each such arrival is logged and kept in the index, and `storage verify` lists it.",
+        ),
+    ]
+
+
 def render_extensions(m: Model) -> Lines:
     beyond = set(m.policy.abstract_syntaxes) - set(IN_1_3)
     new_ts = sorted({ts for tss in m.sets for ts in tss} - set(uids.TABLE4_TRANSFER_SYNTAXES))
@@ -1000,6 +1032,7 @@ def render(config: Config | None = None) -> str:
         *(render_service(m, *entry) for entry in numbered(m.services)),
         render_profiles(m),
         render_access_control(m),
+        render_hostile_peers(m),
         render_extensions(m),
         render_configuration(m),
         render_hostile_input(m),

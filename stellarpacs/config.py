@@ -56,6 +56,7 @@ from stellarpacs.config_checks import (
     check_transfer_syntaxes,
     in_range,
     non_negative_seconds,
+    one_of,
     positive_seconds,
 )
 from stellarpacs.errors import ConfigError
@@ -263,6 +264,26 @@ class Config:
         "Seconds an established association may go without a PDU before we abort it; "
         "0 means no limit.",
         non_negative_seconds,
+    )
+    # Hostile input (PS3.8 9.1.5, PS3.4 B.2.3): see the conformance statement.
+    pdu_timeout: float = _key(
+        60.0,
+        "Seconds from the first byte of a PDU to its last; a slower one is aborted "
+        "(A-ABORT source 2 reason 0), so a peer cannot trickle a PDU; 0 means no limit.",
+        non_negative_seconds,
+    )
+    max_pending_connections: int = _key(
+        64,
+        "Connections accepted and not yet associated; one more closes the oldest of them, "
+        "so silent sockets cannot keep a real peer out.",
+        in_range(1, 1_000_000),
+    )
+    duplicate_policy: str = _key(
+        "keep",
+        "A known SOP Instance UID arriving with other content: keep (the first, warning "
+        "B006), reject (failure 0111) or replace (the stored instance); identical content "
+        "is Success. Each is logged and listed by `storage verify`.",
+        one_of("keep", "reject", "replace"),
     )
     dimse_timeout: float = _key(
         60.0,

@@ -132,3 +132,12 @@ def check_sop_classes(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
             raise KeyProblem(key, f"has an invalid UID {uid!r} (PS3.5 9.1)")
     no_duplicates(key, values)
     return values
+
+
+def one_of(*choices: str) -> Callable[[str, str], str]:
+    def check(key: str, value: str) -> str:
+        if value not in choices:
+            raise KeyProblem(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check

@@ -6,6 +6,13 @@ gets one task that reads its requests in order and hands each to the one
 service that answers that request class.  ``max_associations`` bounds how
 many are open at once; the next request is answered with A-ASSOCIATE-RJ
 2/3/2 (PS3.8 Table 9-21) and the open ones go on.
+
+``max_pending_connections`` bounds the connections accepted and not yet
+associated.  One more closes the OLDEST of them: a flood of silent sockets
+then only ever holds the newest few, and a real peer, which sends its
+A-ASSOCIATE-RQ within milliseconds, is associated long before as many new
+connections come behind it.  Dropping the newest instead would let the
+flood, once in place, refuse every real peer until ARTIM freed it.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ class _Session:
             requestor=False,
             max_pdu_length=server.config.max_pdu_length,
             artim_timeout=server.config.artim_timeout,
+            pdu_timeout=server.config.pdu_timeout,
         )
         self.protocol = ULProtocol(self.connection, self.on_event)
         self.protocol.on_lost = self.on_lost
@@ -111,7 +119,8 @@ class _Session:
         #: Why the connection ends was logged already (a rejection, a withdrawn request).
         self.logged = False
         server._sessions.add(self)
-        self.protocol.closed.add_done_callback(lambda _: server._sessions.discard(self))
+        server._pending[self] = None
+        self.protocol.closed.add_done_callback(lambda _: server._forget(self))
 
     def on_event(self, event: ConnectionEvent) -> None:
         if isinstance(event, AssociationRequested):
@@ -177,6 +186,12 @@ class Server:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[_Session] = set()
+        #: Sessions not associated yet, oldest first (``max_pending_connections``).
+        self._pending: dict[_Session, None] = {}
+        #: Pending connections closed to make room, and those not yet logged.
+        self.pending_dropped = 0
+        self._unlogged_drops = 0
+        self._drop_logged_at = -1.0
         self.associations: set[Association] = set()
         #: Argon2id and JWT checks run here, off the loop; two bound their memory (19 MiB each).
         self._identity_pool: ThreadPoolExecutor | None = None
@@ -192,13 +207,43 @@ class Server:
             return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Session(self).protocol,
+            self._new_session,
             self.config.host,
             self.config.port,
             reuse_address=True,
             backlog=128,
             start_serving=False,
         )
+
+    def _new_session(self) -> ULProtocol:
+        """A session for a connection just accepted, making room among the pending ones."""
+        while len(self._pending) >= self.config.max_pending_connections:
+            oldest = next(iter(self._pending))
+            self._drop_pending(oldest)
+        return _Session(self).protocol
+
+    def _drop_pending(self, session: _Session) -> None:
+        """Close a connection that never associated; logged at most once a second, counted."""
+        del self._pending[session]
+        session.logged = True
+        session.protocol.reset()
+        self.pending_dropped += 1
+        self._unlogged_drops += 1
+        now = time.monotonic()
+        if now - self._drop_logged_at >= 1.0:
+            log.warning(
+                "closed %d connection(s) not associated, the last from %s:%s, to make room "
+                "(max_pending_connections %d; %d closed so far)",
+                self._unlogged_drops, printable(session.protocol.peer[0]),
+                session.protocol.peer[1], self.config.max_pending_connections,
+                self.pending_dropped,
+            )  # fmt: skip
+            self._unlogged_drops = 0
+            self._drop_logged_at = now
+
+    def _forget(self, session: _Session) -> None:
+        self._sessions.discard(session)
+        self._pending.pop(session, None)
 
     async def start(self) -> None:
         """Bind (unless :meth:`bind` did) and accept connections."""
@@ -381,6 +426,7 @@ class Server:
         association.services = decision.admission.services
         association.attach(session.protocol)
         session.association = association
+        self._pending.pop(session, None)
         session.connection.accept(answer)
         self.associations.add(association)
         if log.isEnabledFor(logging.INFO):  # naming the contexts costs more than the echo

@@ -220,7 +220,7 @@ class ULProtocol(asyncio.Protocol):
         self._timer = None
         self._timer_at = None
         now = self._loop.time()
-        artim = self.connection.next_deadline()
+        artim = self.connection.artim_deadline
         if artim is not None and now >= artim:
             self.artim_expired = True
         self._machine.handle_timeout(now)

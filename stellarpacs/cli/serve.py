@@ -88,7 +88,10 @@ async def _serve(config: Config, auditor: Auditor, loaded: ConfigurationLoaded) 
     # The port is bound before the storage is touched, so a port in use is
     # reported alone and leaves no storage folder behind.
     archive = Archive(
-        config.storage, fsync=config.fsync, max_inflated_header=config.max_inflated_header
+        config.storage,
+        fsync=config.fsync,
+        max_inflated_header=config.max_inflated_header,
+        duplicate_policy=config.duplicate_policy,
     )
     auditor.record(loaded)  # here, on the loop, where the syslog sink can send it
     services = await default_services(config, archive, auditor=auditor)

@@ -29,6 +29,7 @@ from stellarpacs.audit.events import Outcome, StudyDeleted
 from stellarpacs.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, Subparsers, table
 from stellarpacs.config import load_config
 from stellarpacs.errors import StellarPACSError
+from stellarpacs.logtext import printable
 from stellarpacs.storage import tools
 from stellarpacs.storage.errors import StorageUnavailable
 from stellarpacs.storage.files.layout import Layout
@@ -281,6 +282,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for problem in report.problems:
         detail = f" ({problem.detail})" if problem.detail else ""
         print(f"{problem.kind.value}: {problem.path}{detail}")
+    for c in report.conflicts:  # peer text: escaped (logtext.printable)
+        print(
+            f"conflict: SOP instance {printable(c.sop_instance_uid)} from "
+            f"{printable(c.calling_ae)} at {c.received_at}, {c.size} bytes, other content than "
+            f"stored: {c.action}"
+        )
     print(
         f"checked {report.rows_checked} index rows and {report.files_scanned} files: "
         f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"

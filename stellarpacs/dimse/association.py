@@ -25,8 +25,9 @@ What it keeps, so that no adapter and no SCU has to:
   they are gathered in memory, up to :data:`MAX_IN_MEMORY_DATASET`.
 - Release collisions (PS3.8 9.2.3): answered here, AR-9 by the requestor,
   AR-4 by the acceptor once its A-RELEASE-RQ is answered (AR-10).
-- The idle limit: measured from the last complete PDU received, so a peer
-  trickling bytes inside one PDU cannot hold the association open.
+- The idle limit: measured from the last complete PDU received; a peer
+  trickling bytes inside one PDU meets the upper layer's PDU limit
+  (``pdu_timeout`` of :class:`~stellarpacs.ul.connection.Connection`).
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class DIMSEAssociation:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> float | None:
-        """The earlier of ARTIM and the idle limit, or None."""
+        """The earliest of the upper layer's (ARTIM, the PDU limit) and the idle limit, or None."""
         artim = self.connection.next_deadline()
         idle = self._idle_deadline()
         if idle is None or (artim is not None and artim < idle):

@@ -45,7 +45,10 @@ class ServiceSet:
 async def open_archive(config: Config) -> Archive:
     """The archive under ``config.storage``, opened (crash leftovers cleaned)."""
     archive = Archive(
-        config.storage, fsync=config.fsync, max_inflated_header=config.max_inflated_header
+        config.storage,
+        fsync=config.fsync,
+        max_inflated_header=config.max_inflated_header,
+        duplicate_policy=config.duplicate_policy,
     )
     await archive.open()
     return archive

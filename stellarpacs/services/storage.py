@@ -13,6 +13,18 @@ when the data set cannot be parsed (:data:`STORE_STATUS` maps storage's
 outcomes to them), 0122 when the command's SOP class is not the abstract
 syntax of its context, 0117 when the SOP Instance UID arrived with non-ASCII
 bytes (see :func:`_refusal`).
+
+What the data set itself says (see :func:`store_status`): a SOP Class UID
+(0008,0016) other than the command's is A900, data set does not match SOP
+class (PS3.4 B.2.3); a SOP Instance UID (0008,0018) other than the command's
+is C000, cannot understand: the data set conforms to its class, but the SCP
+cannot tell which instance it is asked to store.  Nothing is stored for
+either.  A known SOP Instance UID with other content follows
+``duplicate_policy``: ``keep`` answers B006, elements discarded (every
+element of this copy was; the first copy stays, so the SCU knows the UID is
+stored and that its content was not taken), ``reject`` answers 0111,
+duplicate SOP instance (PS3.7 C.5, a failure, the standard's one name for
+it), ``replace`` answers Success.  An identical copy is Success, as before.
 """
 
 from __future__ import annotations
@@ -62,10 +74,11 @@ STORE_STATUS: Final[Mapping[StoreResult, StoreStatus]] = MappingProxyType(
 class _ArchiveSink:
     """Feeds an archive's incoming instance; dropped files are cleaned if the association dies."""
 
-    __slots__ = ("incoming",)
+    __slots__ = ("calling_ae", "incoming")
 
-    def __init__(self, incoming: IncomingInstance) -> None:
+    def __init__(self, incoming: IncomingInstance, calling_ae: str) -> None:
         self.incoming = incoming
+        self.calling_ae = calling_ae
 
     def write(self, data: bytes) -> None:
         self.incoming.write(data)
@@ -115,6 +128,7 @@ class StorageService:
         self.archive = archive
         self.abstract_syntaxes = storage_syntaxes(config)
         self.auditor = auditor if auditor is not None else Auditor()
+        self.duplicate_policy = config.duplicate_policy  # the archive applies it; for the log
 
     def sink(
         self, association: AssociationLike, context: PresentationContext, command: Message
@@ -128,8 +142,9 @@ class StorageService:
             sop_instance_uid=command.affected_sop_instance_uid,
             transfer_syntax_uid=context.transfer_syntax,
             calling_ae=association.calling_ae_title,
+            check_uids=True,
         )
-        return _ArchiveSink(incoming)
+        return _ArchiveSink(incoming, association.calling_ae_title)
 
     async def handle(self, association: AssociationLike, incoming: Incoming) -> None:
         request = incoming.command
@@ -185,11 +200,30 @@ class StorageService:
             return sink.status, sink.comment, None
         assert isinstance(sink, _ArchiveSink)
         outcome = await sink.incoming.commit()
-        if outcome.duplicate:
+        status = store_status(outcome)
+        uid = printable(request.affected_sop_instance_uid)
+        if outcome.conflict:
             log.warning(
-                "duplicate SOP instance %s kept out", printable(request.affected_sop_instance_uid)
-            )
-        return STORE_STATUS[outcome.result], outcome.error_comment, outcome
+                "SOP instance %s arrived again from %s with other content: %s, answered 0x%04X "
+                "(duplicate_policy %s)",
+                uid, printable(sink.calling_ae), "replaced" if outcome.replaced else "kept out",
+                status, self.duplicate_policy,
+            )  # fmt: skip
+        elif outcome.duplicate:
+            log.warning("duplicate SOP instance %s kept out", uid)
+        elif outcome.mismatch is not None:
+            log.warning("C-STORE of %s refused with 0x%04X: %s", uid, status, outcome.error_comment)
+        return status, outcome.error_comment, outcome
+
+
+def store_status(outcome: StoreOutcome) -> int:
+    """The C-STORE-RSP status of a store that reached the archive (see the module docstring)."""
+    if outcome.mismatch == "class":
+        return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+    if outcome.conflict and not outcome.replaced:
+        stored = outcome.result is StoreResult.STORED
+        return Status.ELEMENTS_DISCARDED if stored else Status.DUPLICATE_SOP_INSTANCE
+    return STORE_STATUS[outcome.result]
 
 
 def _refusal(context: PresentationContext, command: CStoreRQ) -> _Refusal | None:

@@ -149,8 +149,13 @@ class InstanceArchive(InstanceLookup, Protocol):
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_ae: str,
+        check_uids: bool = False,
     ) -> IncomingInstance:
-        """Start receiving one instance; failures are answered by its ``commit()``."""
+        """Start receiving one instance; failures are answered by its ``commit()``.
+
+        ``check_uids``: refuse a data set whose own SOP Class or Instance UID is
+        not the one given (a C-STORE command's, PS3.4 B.2.3); see ``StoreOutcome.mismatch``.
+        """
         ...
 
     def catalog(self) -> InstanceCatalog:

@@ -22,8 +22,9 @@ thread hand-offs (about 0.1-0.2 ms each).
 
 A store ends in a :class:`~stellarpacs.storage.records.StoreOutcome`:
 ``STORED``, ``NOT_STORED`` when the file or the index could not be written,
-``UNREADABLE`` when the data set cannot be parsed at all; the C-STORE service
-chooses the statuses. Nothing else is validated.
+``UNREADABLE`` when the data set cannot be parsed at all or names other SOP
+UIDs than its command (``mismatch``); a known UID with other content is a
+``conflict`` (:mod:`~stellarpacs.storage.duplicates`). The service chooses the statuses.
 
 Beside storing, the archive is what retrieve, storage commitment and C-FIND
 look instances up in (:class:`~stellarpacs.storage.api.InstanceArchive`):
@@ -45,15 +46,17 @@ from stellarpacs.errors import LocalProtocolError
 from stellarpacs.fileio import TempFile, remove_quietly
 from stellarpacs.logtext import printable
 from stellarpacs.part10 import Part10Error, encode_file_meta
-from stellarpacs.storage.errors import NotFound, UnreadableDataSet
+from stellarpacs.storage.duplicates import checked_policy, settle_known
+from stellarpacs.storage.errors import NotFound
 from stellarpacs.storage.files import durable
-from stellarpacs.storage.files.header import open_received, row_from_dataset
+from stellarpacs.storage.files.header import check_sop_uids, open_received, row_from_dataset
 from stellarpacs.storage.files.inflate import DEFAULT_MAX_INFLATED, InflationLimit
 from stellarpacs.storage.files.layout import Layout
 from stellarpacs.storage.index.catalog import SQLiteCatalog
 from stellarpacs.storage.index.database import unavailable
 from stellarpacs.storage.index.groupcommit import GroupWriter
 from stellarpacs.storage.index.instances import SQLiteIndex
+from stellarpacs.storage.outcomes import failure_outcome
 from stellarpacs.storage.query.retrieval import RetrieveKeys
 from stellarpacs.storage.records import (
     InstanceRecord,
@@ -72,25 +75,6 @@ _SPARES = 8  # empty temporary files kept ready (refilled when half are used)
 Hook = Callable[[StoredEvent], Awaitable[None]]
 
 
-def _failure(exc: BaseException) -> StoreOutcome:
-    """What went wrong as an outcome; the comment is sized for an Error Comment (LO).
-
-    A deflated header over the inflation limit is refused for our resources
-    (``NOT_STORED``), not as unreadable: the data set may well be valid.
-    """
-    if isinstance(exc, InflationLimit):
-        return StoreOutcome(StoreResult.NOT_STORED, None, error_comment=str(exc)[:64])
-    if isinstance(exc, UnreadableDataSet | Part10Error):
-        return StoreOutcome(StoreResult.UNREADABLE, None, error_comment=str(exc)[:64])
-    return StoreOutcome(StoreResult.NOT_STORED, None, error_comment=_comment(exc))
-
-
-def _comment(exc: BaseException) -> str:
-    # Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.2)
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return f"cannot store: {text or type(exc).__name__}"[:64]
-
-
 @dataclass(frozen=True, slots=True)
 class _Settled:
     """What the blocking part of a store did: found the instance known, or placed our file."""
@@ -98,6 +82,8 @@ class _Settled:
     row: InstanceRow
     first: InstanceRecord | None
     dest: Path | None
+    conflict: bool = False  # a known UID with other content (duplicates.settle_known)
+    replaced: bool = False  # ... which replaced the stored instance, row and all
 
 
 class _State(Enum):
@@ -111,6 +97,8 @@ class IncomingFile:
     An I/O error while writing is remembered, not raised: the handler keeps
     feeding fragments and ``commit()`` answers ``NOT_STORED``.
     """
+
+    check_uids = False  # set by ``Archive.begin``
 
     def __init__(
         self,
@@ -142,7 +130,7 @@ class IncomingFile:
             self.temp.write(data)
         except OSError as exc:
             log.error("writing %s failed: %s", self.temp.path, exc)
-            self.failure = _failure(exc)
+            self.failure = failure_outcome(exc)
 
     async def commit(self) -> StoreOutcome:
         """Make the instance durable and indexed, then say how it went (PS3.4 B.2.3)."""
@@ -166,7 +154,9 @@ class IncomingFile:
 class Archive:
     """Files + index; the only object the network handlers talk to.
 
-    ``fsync=False`` trades durability for speed (tests, scratch archives).
+    ``fsync=False`` trades durability for speed (tests, scratch archives);
+    ``duplicate_policy`` is ``keep``, ``reject`` or ``replace`` (see
+    :mod:`~stellarpacs.storage.duplicates`).
     """
 
     def __init__(
@@ -174,12 +164,14 @@ class Archive:
         root: Path,
         *,
         fsync: bool = True,
+        duplicate_policy: str = "keep",
         implementation_class_uid: str = "1.2.826.0.1.3680043.2.914",
         implementation_version_name: str = "StellarPACS_1.3",
         max_inflated_header: int = DEFAULT_MAX_INFLATED,
     ) -> None:
         if len(implementation_version_name) > 16 or len(implementation_class_uid) > 64:
             raise ValueError("implementation version name > 16 or class UID > 64 characters")
+        self.duplicate_policy = checked_policy(duplicate_policy)
         self.layout = Layout(Path(root))
         self.fsync = fsync
         #: Bytes a deflated data set's header may inflate to (``max_inflated_header``).
@@ -285,10 +277,12 @@ class Archive:
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_ae: str,
+        check_uids: bool = False,
     ) -> IncomingFile:
         """Open the temporary file of one C-STORE and write its PS3.10 preamble and meta.
 
-        Failures are kept in the returned object and answered by ``commit()``.
+        Failures are kept in the returned object and answered by ``commit()``;
+        ``check_uids``: see :meth:`~stellarpacs.storage.api.InstanceArchive.begin`.
         """
         if not self._open:
             raise LocalProtocolError("the archive is not open")
@@ -306,8 +300,8 @@ class Archive:
             temp = self._temp_file(header)
         except (OSError, Part10Error) as exc:
             log.error("cannot begin storing %r: %s", printable(sop_instance_uid), printable(exc))
-            failure = _failure(exc)
-        return IncomingFile(
+            failure = failure_outcome(exc)
+        incoming = IncomingFile(
             self,
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
@@ -316,6 +310,8 @@ class Archive:
             temp=temp,
             failure=failure,
         )
+        incoming.check_uids = check_uids
+        return incoming
 
     def _temp_file(self, header: bytes) -> TempFile:
         """A spare moved into ``tmp/`` when one is ready (no inode to allocate), else a new one.
@@ -376,8 +372,12 @@ class Archive:
         except Exception as exc:
             return await self._fail(exc, temp, None)
         if settled.first is not None:
-            return self._duplicate_found(settled.first)
+            return self._duplicate_found(settled.first, settled.conflict)
         assert settled.dest is not None
+        if settled.replaced:
+            record = settled.row.record
+            self._notify(StoredEvent(record, settled.dest))
+            return StoreOutcome(StoreResult.STORED, record, conflict=True, replaced=True)
         return await self._index_row(settled.row, temp, settled.dest)
 
     def _settle(self, incoming: IncomingFile, temp: TempFile) -> _Settled:
@@ -391,23 +391,34 @@ class Archive:
         measured slower on our 2-core VM, so they run one after the other.)
         """
         first = self.index.get_instance_blocking(incoming.sop_instance_uid)
-        temp.finish(fsync=self.fsync and first is None)
+        replacing = first is not None and self.duplicate_policy == "replace"
+        temp.finish(fsync=self.fsync and (first is None or replacing))
         row = self._row(incoming, temp)
         if first is not None:
-            remove_quietly(temp.path)
-            return _Settled(row, first, None)
+            known = settle_known(
+                layout=self.layout, dirs=self._dirs, database=self.index.database,
+                policy=self.duplicate_policy, row=row, first=first, temp=temp,
+            )  # fmt: skip
+            if known.replaced:
+                return _Settled(row, None, known.dest, conflict=True, replaced=True)
+            return _Settled(row, first, None, conflict=known.conflict)
         dest = self.layout.absolute(row.record.path)
         durable.install(temp.path, dest, self._dirs)
         return _Settled(row, None, dest)
 
     def _row(self, incoming: IncomingFile, temp: TempFile) -> InstanceRow:
-        """Blocking: the index row of a received file, from its header read back."""
+        """Blocking: the index row of a received file, from its header read back.
+
+        Raises :class:`MismatchedDataSet` when asked to and the SOP UIDs differ.
+        """
         dataset = open_received(
             temp.path,
             offset=temp.header_size,
             transfer_syntax_uid=incoming.transfer_syntax_uid,
             max_inflated=self.max_inflated_header,
         )
+        if incoming.check_uids:
+            check_sop_uids(dataset, incoming.sop_class_uid, incoming.sop_instance_uid)
         return row_from_dataset(
             dataset,
             sop_instance_uid=incoming.sop_instance_uid,
@@ -429,14 +440,19 @@ class Archive:
             return await self._fail(exc, temp, dest)
         return await self._duplicate(first, temp, dest)  # indexed meanwhile by someone else
 
-    def _duplicate_found(self, first: InstanceRecord) -> StoreOutcome:
+    def _duplicate_found(self, first: InstanceRecord, conflict: bool) -> StoreOutcome:
         """Ours was already removed in ``_settle``; the first one stays as it is."""
         self.duplicates += 1
-        log.warning(
-            "duplicate SOP Instance UID %r: keeping the first instance",
-            printable(first.sop_instance_uid),
-        )
-        return StoreOutcome(StoreResult.STORED, first, duplicate=True)
+        if not conflict:
+            log.warning(
+                "duplicate SOP Instance UID %r: keeping the first instance",
+                printable(first.sop_instance_uid),
+            )
+            return StoreOutcome(StoreResult.STORED, first, duplicate=True)
+        if self.duplicate_policy == "reject":
+            comment = "SOP instance already stored with other content"
+            return StoreOutcome(StoreResult.NOT_STORED, first, True, comment, conflict=True)
+        return StoreOutcome(StoreResult.STORED, first, duplicate=True, conflict=True)
 
     async def _duplicate(
         self, first: InstanceRecord | None, temp: TempFile, placed: Path | None
@@ -454,7 +470,7 @@ class Archive:
 
     async def _fail(self, exc: Exception, temp: TempFile, placed: Path | None) -> StoreOutcome:
         """Answer the failure; remove our file, never one that an index row points at."""
-        outcome = _failure(exc)
+        outcome = failure_outcome(exc)
         if outcome.result is StoreResult.NOT_STORED and not isinstance(exc, InflationLimit):
             log.error("storing failed (%s)", printable(exc), exc_info=not isinstance(exc, OSError))
         else:

@@ -22,6 +22,7 @@ from stellarpacs.errors import StellarPACSError
 
 __all__ = [
     "InvalidQuery",
+    "MismatchedDataSet",
     "NotFound",
     "QueryProblem",
     "SchemaTooNew",
@@ -53,6 +54,17 @@ class SchemaTooNew(StorageError):
 
 class UnreadableDataSet(StorageError):
     """The bytes are not a data set we can store or walk (pydicom cannot parse them)."""
+
+
+class MismatchedDataSet(UnreadableDataSet):
+    """The data set names another SOP Class or Instance UID than its command (PS3.4 B.2.3).
+
+    ``which`` is ``"class"`` or ``"instance"``.
+    """
+
+    def __init__(self, which: str, message: str) -> None:
+        super().__init__(message)
+        self.which = which
 
 
 class QueryProblem(Enum):

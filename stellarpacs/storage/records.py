@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "CommitmentRequest",
     "CommitmentState",
+    "ConflictRecord",
     "HeaderSummary",
     "InstanceRecord",
     "InstanceRow",
@@ -119,6 +120,29 @@ class StoreOutcome:
     record: InstanceRecord | None
     duplicate: bool = False
     error_comment: str | None = None
+    #: A known SOP Instance UID arrived with other content: kept out (``keep``: STORED,
+    #: the first's record; ``reject``: NOT_STORED), or replacing it (``replaced``).
+    conflict: bool = False
+    #: Policy ``replace``: ours replaced the stored instance.
+    replaced: bool = False
+    #: UNREADABLE because the data set names another SOP "class" or "instance" UID.
+    mismatch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRecord:
+    """One arrival of a known SOP Instance UID with other content, as ``storage verify`` lists it.
+
+    ``action`` is what the duplicate policy did: kept (the first), rejected, replaced.
+    """
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    calling_ae: str
+    received_at: str
+    size: int
+    action: str
+    path: str
 
 
 @dataclass(frozen=True, slots=True)

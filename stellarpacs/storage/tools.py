@@ -27,11 +27,13 @@ from stellarpacs.storage.errors import UnreadableDataSet
 from stellarpacs.storage.files import durable, header
 from stellarpacs.storage.files.header import row_from_dataset
 from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.index.conflicts import list_conflicts_blocking
 from stellarpacs.storage.index.database import driver_errors
 from stellarpacs.storage.index.instances import SQLiteIndex
 from stellarpacs.storage.index.nservices import SQLiteNServiceStore
 from stellarpacs.storage.records import (
     CommitmentRequest,
+    ConflictRecord,
     InstanceRecord,
     InstanceRow,
     MPPSSummary,
@@ -75,6 +77,8 @@ class VerifyReport:
     rows_checked: int
     files_scanned: int
     problems: tuple[Problem, ...]
+    #: Known SOP Instance UIDs that arrived again with other content (``duplicate_policy``).
+    conflicts: tuple[ConflictRecord, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -184,7 +188,10 @@ async def _tree(layout: Layout) -> AsyncIterator[list[str]]:
 
 
 async def verify(root: Path) -> VerifyReport:
-    """Every row has its file (size, SOP UID), every file under the tree has its row."""
+    """Every row has its file (size, SOP UID), every file under the tree has its row.
+
+    The conflicting arrivals kept by the archive come along, to be listed.
+    """
     layout = Layout(Path(root))
     problems: list[Problem] = []
     rows = scanned = 0
@@ -201,7 +208,8 @@ async def verify(root: Path) -> VerifyReport:
             scanned += len(paths)
             known = await index.known_paths(paths)
             problems += [Problem(ProblemKind.UNINDEXED, p) for p in paths if p not in known]
-    return VerifyReport(rows, scanned, tuple(problems))
+        conflicts = await asyncio.to_thread(list_conflicts_blocking, index.database)
+    return VerifyReport(rows, scanned, tuple(problems), tuple(conflicts))
 
 
 # -- reindex -----------------------------------------------------------------------------------

@@ -42,6 +42,15 @@ received, AA-3, or the transport closed, AA-4) is ignored: PS3.8 9.2 has the
 A-ABORT or A-P-ABORT indication end the association, so there is nothing
 left to answer, and the user learns it from the :class:`Aborted` event
 already queued.  A second response to the same indication is still a misuse.
+
+The PDU limit (``pdu_timeout``): the idle limit of the DIMSE layer counts
+from one whole PDU to the next, so it cannot see a peer that starts a PDU
+and trickles it a byte at a time.  The reader knows when a PDU has begun and
+not ended; from the first byte of a PDU to its last at most ``pdu_timeout``
+may pass (0: no limit), else it is handled as a PDU that cannot be read
+(Evt19): an A-ABORT with source 2, the service provider, which detected it
+below the DIMSE user, and reason 0, not specified, since PS3.8 Table 9-26
+lists no reason for a PDU that is too slow.
 """
 
 from __future__ import annotations
@@ -210,15 +219,24 @@ class Connection:
 
     ``max_pdu_length`` is the largest P-DATA-TF we accept (what we advertise
     in the Maximum Length sub-item); a longer one is answered with A-ABORT.
-    ``artim_timeout`` is in the same unit as the ``now`` values passed in.
+    ``artim_timeout`` and ``pdu_timeout`` (see the module docstring) are in
+    the same unit as the ``now`` values passed in.
     """
 
     def __init__(
-        self, *, requestor: bool, max_pdu_length: int = 16384, artim_timeout: float = 30.0
+        self,
+        *,
+        requestor: bool,
+        max_pdu_length: int = 16384,
+        artim_timeout: float = 30.0,
+        pdu_timeout: float = 0.0,
     ) -> None:
         self.requestor = requestor
         self.state = State.STA1
         self.artim_timeout = artim_timeout
+        self.pdu_timeout = pdu_timeout
+        #: When the first byte of the PDU still arriving came, or None.
+        self._pdu_started: float | None = None
         self._reader = PDUReader(max_pdata_length=max_pdu_length)
         self._events: deque[ConnectionEvent] = deque()
         self._out: list[bytes] = []
@@ -296,6 +314,10 @@ class Connection:
             return  # no transport yet, or a stream that lost its framing
         self._reader.feed(data)
         self._read_pdus()
+        if not self._reader.incomplete:
+            self._pdu_started = None
+        elif self._pdu_started is None:
+            self._pdu_started = now
 
     def _read_pdus(self) -> None:
         """Hand each whole PDU to the machine; in Sta3 only an A-ABORT is read."""
@@ -306,6 +328,7 @@ class Connection:
                 pdu = self._reader.next_pdu()
                 if pdu is None:
                     return
+                self._pdu_started = None
                 _check_usable(pdu)
                 self._handle(Input(_PDU_EVENTS[type(pdu)], pdu))
         except RemoteProtocolError as error:
@@ -313,13 +336,34 @@ class Connection:
             self._discard_input = True
             self._handle(Input(FsmEvent.EVT19, reason=error.reason))
 
-    def next_deadline(self) -> float | None:
+    @property
+    def artim_deadline(self) -> float | None:
         """When ARTIM expires, or None while it is not running."""
         return self._deadline
 
+    def _pdu_deadline(self) -> float | None:
+        if self.pdu_timeout <= 0 or self._pdu_started is None or self._discard_input:
+            return None
+        return self._pdu_started + self.pdu_timeout
+
+    def next_deadline(self) -> float | None:
+        """The earlier of ARTIM and the PDU limit, or None while neither runs."""
+        deadlines = [d for d in (self._deadline, self._pdu_deadline()) if d is not None]
+        return min(deadlines, default=None)
+
     def handle_timeout(self, now: float) -> None:
-        """Evt18 when ARTIM has expired; a no-op for a timer that was stopped or moved."""
+        """Evt18 when ARTIM has expired, Evt19 when a PDU took too long; else a no-op."""
         self._now = now
+        pdu_deadline = self._pdu_deadline()
+        if pdu_deadline is not None and now >= pdu_deadline and not self.is_closed:
+            self._pdu_started = None
+            self.last_error = RemoteProtocolError(
+                f"a PDU took over {self.pdu_timeout:g} s to arrive "
+                f"({self._reader.buffered} bytes so far; pdu_timeout)",
+                AbortReason.NOT_SPECIFIED,
+            )
+            self._discard_input = True
+            self._handle(Input(FsmEvent.EVT19, reason=AbortReason.NOT_SPECIFIED))
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             self._handle(Input(FsmEvent.EVT18))

@@ -47,6 +47,18 @@ class PDUReader:
             self._pos = 0
         self._buf += data
 
+    @property
+    def incomplete(self) -> bool:
+        """True while the next PDU has begun to arrive and has not arrived whole."""
+        start = self._pos
+        have = len(self._buf) - start
+        if have == 0:
+            return False
+        if have < HEADER_SIZE:
+            return True
+        length = int.from_bytes(self._buf[start + 2 : start + HEADER_SIZE], "big")
+        return have < HEADER_SIZE + length
+
     def next_type(self) -> int | None:
         """The PDU-type byte of the next PDU, unchecked, or ``None`` until it arrives."""
         return self._buf[self._pos] if len(self._buf) > self._pos else None

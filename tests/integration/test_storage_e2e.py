@@ -2,8 +2,8 @@
 
 Hostile UIDs stay inside the storage root, a full disk is answered A702 and
 the association goes on, a C-STORE on the wrong context gets 0122, a second
-copy of an instance is answered Success but kept out, and notification hooks
-see each stored instance once.
+copy of an instance with other content is answered B006 and kept out, and
+notification hooks see each stored instance once.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ async def test_hostile_uids_stay_inside_the_root_and_never_collide(tmp_path: Pat
         async with client:
             for n, uid in enumerate(HOSTILE_UIDS):
                 # the same hostile text names the study and the series inside the data set
-                _, data = ct_instance(n, study=uid, series=uid + "/s")
+                _, data = ct_instance(n, sop_uid=uid, study=uid, series=uid + "/s")
                 assert await store_ct(client, uid, data) == SUCCESS, repr(uid)
                 sent[uid] = data
             uid, data = ct_instance(50, study="\u00e9/..", series="\u00fc/../..")
@@ -307,7 +307,9 @@ async def test_a_sop_class_other_than_the_contexts_gets_0122(tmp_path: Path) -> 
 # -- duplicates ------------------------------------------------------------------------------------
 
 
-async def test_a_duplicate_is_answered_success_and_the_first_is_kept(tmp_path: Path) -> None:
+async def test_a_duplicate_with_other_content_is_answered_b006_and_the_first_is_kept(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "storage"
     async with serving(root) as (server, archive):
         uid, first = ct_instance(1)
@@ -320,7 +322,9 @@ async def test_a_duplicate_is_answered_success_and_the_first_is_kept(tmp_path: P
             assert record is not None
             path = archive.layout.absolute(record.path)
             stat = path.stat()
-            assert await store_ct(client, uid, second) == SUCCESS
+            # Issue 12, defect 10: other content under a known UID is no longer a silent
+            # Success; duplicate_policy "keep" (the default) answers B006, elements discarded.
+            assert await store_ct(client, uid, second) == 0xB006
         assert archive.duplicates == 1
         assert await stored_bytes(archive, uid) == first
         assert path.stat().st_mtime_ns == stat.st_mtime_ns

@@ -32,7 +32,7 @@ from pydicom.uid import PrivateTransferSyntaxes
 from stellarpacs.fileio import read_file_meta
 from stellarpacs.logtext import printable
 from stellarpacs.part10 import FileMeta, Part10Error
-from stellarpacs.storage.errors import UnreadableDataSet
+from stellarpacs.storage.errors import MismatchedDataSet, UnreadableDataSet
 from stellarpacs.storage.files.inflate import DEFAULT_MAX_INFLATED, InflatingReader
 from stellarpacs.storage.files.layout import instance_relpath
 from stellarpacs.storage.records import HeaderSummary, InstanceRecord, InstanceRow
@@ -433,6 +433,25 @@ def header_uids(ds: Dataset) -> tuple[str, str, str]:
         _text(ds, "StudyInstanceUID"),
         _text(ds, "SeriesInstanceUID"),
     )
+
+
+_SOP_UIDS = (
+    ("class", "SOPClassUID", "SOP Class UID (0008,0016)"),
+    ("instance", "SOPInstanceUID", "SOP Instance UID (0008,0018)"),
+)
+
+
+def check_sop_uids(ds: Dataset, sop_class_uid: str, sop_instance_uid: str) -> None:
+    """Refuse a data set naming other SOP UIDs than its C-STORE command (PS3.4 B.2.3).
+
+    Raises :class:`MismatchedDataSet`.  An absent or empty value is no mismatch:
+    nothing else of the data set is validated either.
+    """
+    expected = {"class": sop_class_uid, "instance": sop_instance_uid}
+    for which, keyword, name in _SOP_UIDS:
+        found = _text(ds, keyword).rstrip("\0 ")
+        if found and found != expected[which]:
+            raise MismatchedDataSet(which, f"{name} differs from the command's")
 
 
 def row_from_dataset(
