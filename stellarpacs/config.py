@@ -48,6 +48,15 @@ from stellarpacs.config_checks import (
     non_negative_seconds,
     positive_seconds,
 )
+from stellarpacs.config_tls import (
+    REMOTE_TLS_KEYS,
+    TLS_DEFAULT_SHOWN,
+    TLSConfig,
+    as_tls,
+    check_remote_tls,
+    tls_from_table,
+    tls_toml_lines,
+)
 from stellarpacs.errors import ConfigError
 
 __all__ = [
@@ -56,6 +65,7 @@ __all__ = [
     "MIN_PDU_LENGTH",
     "Config",
     "RemoteAE",
+    "TLSConfig",
     "describe_keys",
     "load_config",
 ]
@@ -140,6 +150,7 @@ _COERCE: Final[Mapping[str, Callable[[str, object], object]]] = MappingProxyType
         "Path": _as_path,
         "tuple[str, ...]": _as_uids,
         "Mapping[str, RemoteAE]": _as_remotes,
+        "TLSConfig": as_tls,
     }
 )
 
@@ -151,7 +162,9 @@ _TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "bool": "boolean",
         "Path": "string (path)",
         "tuple[str, ...]": "array of UIDs",
-        "Mapping[str, RemoteAE]": "table: host (string), port (integer)",
+        "Mapping[str, RemoteAE]": "table: host (string), port (integer), tls (boolean), "
+        "tls_ca_file, tls_certificate, tls_private_key (paths)",
+        "TLSConfig": "table",
     }
 )
 
@@ -188,12 +201,22 @@ class RemoteAE:
     ae_title: str
     host: str
     port: int
+    #: TLS (PS3.15 B.13) to this remote; the files default to [tls]'s (config_tls).
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
 
     def __post_init__(self) -> None:
         key = f"remotes.{self.ae_title}"
         _normalise(self, "ae_title", "str", key, check_ae_title)
         _normalise(self, "host", "str", f"{key}.host", check_host)
         _normalise(self, "port", "int", f"{key}.port", in_range(1, 65535))
+        checked = check_remote_tls(
+            f"remotes.{self.ae_title}", {n: getattr(self, n) for n in REMOTE_TLS_KEYS}
+        )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,12 +315,21 @@ class Config:
         "Match PN attributes such as Patient's Name case-insensitively in C-FIND, which "
         "PS3.4 C.2.2.2.1 allows.",
     )
+    tls: TLSConfig = field(
+        default_factory=TLSConfig,
+        metadata={
+            "help": "TLS (PS3.15 B.12, B.13): the [tls] table, its tls.* keys below.",
+            "check": None,
+            "shown": TLS_DEFAULT_SHOWN,
+        },
+    )
     remotes: Mapping[str, RemoteAE] = field(
         default_factory=lambda: MappingProxyType({}),
         hash=False,
         metadata={
             "help": "Peers we connect to (C-MOVE destinations, storage commitment replies), "
-            "one [remotes.<AE title>] table each with host and port.",
+            "one [remotes.<AE title>] table each with host and port; `tls = true` connects "
+            "with TLS (PS3.15 B.13).",
             "check": None,
             "shown": "none",
         },
@@ -309,7 +341,7 @@ class Config:
 
 
 _KEYS: Final = tuple(f.name for f in fields(Config))
-_REMOTE_KEYS: Final = ("host", "port")
+_REMOTE_KEYS: Final = ("host", "port", *REMOTE_TLS_KEYS)
 _NO_OVERRIDES: Final[Mapping[str, object]] = MappingProxyType({})
 
 
@@ -344,10 +376,11 @@ def _remote(title: str, table: object, where: str) -> RemoteAE:
     for name in table:
         if name not in _REMOTE_KEYS:
             raise _unknown(f"{key}.{name}", _REMOTE_KEYS, where)
-    for name in _REMOTE_KEYS:
+    for name in _REMOTE_KEYS[:2]:  # host and port; the TLS keys are optional
         if name not in table:
             raise ConfigError(f"{where}'{key}' is missing '{name}'")
-    return RemoteAE(title, table["host"], table["port"])
+    optional = {name: table[name] for name in REMOTE_TLS_KEYS if name in table}
+    return RemoteAE(title, table["host"], table["port"], **optional)
 
 
 def _remotes(value: object, where: str) -> object:
@@ -369,6 +402,8 @@ def _from_file(data: Mapping[str, Any], where: str) -> dict[str, object]:
     values = dict(data)
     if "remotes" in values:
         values["remotes"] = _remotes(values["remotes"], where)
+    if "tls" in values:
+        values["tls"] = tls_from_table(values["tls"], where)
     return values
 
 
@@ -439,6 +474,8 @@ def _render_field(f: Field[Any], default: Any) -> list[str]:
         ]
     if f.name == "remotes":  # a commented example
         return [*lines, "# [remotes.STORESCP]", '# host = "192.0.2.10"', "# port = 104"]
+    if f.name == "tls":  # commented: a table header would capture the keys below it
+        return tls_toml_lines()
     return [*lines, f"{f.name} = {_toml_literal(default)}"]
 
 
