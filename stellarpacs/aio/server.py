@@ -19,6 +19,7 @@ from types import MappingProxyType, TracebackType
 from stellarpacs.aio.association import Association
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.tls import TLSHandshake
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
@@ -126,7 +127,8 @@ class Server:
     is given, and a request class goes to the last handler that declares it.
 
     Use as ``async with Server(config) as server: await server.serve_forever()``;
-    ``server.port`` is the bound port (useful with port 0 in tests).
+    ``server.port`` is the bound port (useful with port 0 in tests), ``server.tls_port``
+    the TLS listener's when ``[tls]`` has a certificate (PS3.15 B.12, B.13).
     """
 
     def __init__(self, config: Config, services: Iterable[ServiceHandler] | None = None) -> None:
@@ -139,6 +141,8 @@ class Server:
         }
         self.policy = _policy(config, self.services)
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[_Session] = set()
         self.associations: set[Association] = set()
@@ -150,44 +154,70 @@ class Server:
 
         Lets a caller learn that the port is taken before it opens anything else.
         """
-        if self._server is not None:
+        if self._listeners:
             return
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Session(self).protocol,
-            self.config.host,
-            self.config.port,
-            reuse_address=True,
-            backlog=128,
-            start_serving=False,
-        )
+        settings, address = self.config.tls, self.config.host
+        if not settings.only:
+            self._server = await loop.create_server(
+                lambda: _Session(self).protocol,
+                address, self.config.port, reuse_address=True, backlog=128, start_serving=False,
+            )  # fmt: skip
+        if settings.enabled:
+            context = settings.server_context()
+            try:
+                self._tls_server = await loop.create_server(
+                    lambda: TLSHandshake(
+                        context, self.config.artim_timeout, self._secure_session, self._handshakes
+                    ),
+                    address, settings.port, reuse_address=True, backlog=128, start_serving=False,
+                )  # fmt: skip
+            except OSError:
+                if self._server is not None:
+                    self._server.close()
+                    self._server = None
+                raise
+
+    def _secure_session(self, transport: asyncio.Transport) -> asyncio.Protocol:
+        """The session of a connection whose TLS handshake succeeded."""
+        return _Session(self).protocol
+
+    @property
+    def _listeners(self) -> list[asyncio.Server]:
+        return [s for s in (self._server, self._tls_server) if s is not None]
 
     async def start(self) -> None:
         """Bind (unless :meth:`bind` did) and accept connections."""
         await self.bind()
-        assert self._server is not None
-        await self._server.start_serving()
+        for listener in self._listeners:
+            await listener.start_serving()
+        config = self.config
         log.info(
-            "%s listening on %s:%s (max %d associations, max PDU %d)",
-            self.config.ae_title,
-            self.config.host,
-            self.port,
-            self.config.max_associations,
-            self.config.max_pdu_length,
-        )
+            "%s listening on %s:%s%s (max %d associations, max PDU %d)",
+            config.ae_title, config.host, self.port if self._server else "-",
+            f", TLS {self.tls_port} ({config.tls.profile}"
+            f"{', client certificates required' if config.tls.verify_peer else ''})"
+            if self._tls_server else "",
+            config.max_associations, config.max_pdu_length,
+        )  # fmt: skip
 
     @property
     def port(self) -> int:
-        """The bound TCP port."""
-        assert self._server is not None and self._server.sockets, "server not started"
+        """The bound TCP port of the plain listener (none with ``tls.only``)."""
+        assert self._server is not None and self._server.sockets, "no plain listener"
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def tls_port(self) -> int:
+        """The bound TCP port of the TLS listener."""
+        assert self._tls_server is not None and self._tls_server.sockets, "no TLS listener"
+        return int(self._tls_server.sockets[0].getsockname()[1])
 
     async def serve_forever(self) -> None:
         """Serve until cancelled or closed."""
-        if self._server is None or not self._server.is_serving():
+        if not self._listeners or not all(s.is_serving() for s in self._listeners):
             await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
+        await asyncio.gather(*(listener.serve_forever() for listener in self._listeners))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop listening, let open associations finish for ``timeout`` s, then abort them.
@@ -197,8 +227,10 @@ class Server:
         A-ABORT is flushed and the transport closed, so ``close`` returns
         about ``timeout`` + 3 s at the latest, whatever the peers do.
         """
-        if self._server is not None:
-            self._server.close()
+        for listener in self._listeners:
+            listener.close()
+        for handshake in list(self._handshakes):
+            handshake.cancel()
         for session in list(self._sessions):
             if session.association is None:
                 session.protocol.close()
@@ -209,9 +241,9 @@ class Server:
                 session.association.abort()
             session.protocol.close()
         await self._settle(grace=2.0)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        for listener in self._listeners:
+            await listener.wait_closed()
+        self._server = self._tls_server = None
 
     async def _settle(self, grace: float) -> None:
         """Wait ``grace`` s for the association tasks; then drop connections and cancel."""
