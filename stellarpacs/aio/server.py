@@ -19,7 +19,7 @@ from types import MappingProxyType, TracebackType
 from stellarpacs.aio.association import Association
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.protocols import AssociationLike
-from stellarpacs.aio.tls import TLSHandshake
+from stellarpacs.aio.tls import TLSListener
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.aio.verification import VerificationService
 from stellarpacs.config import Config
@@ -66,6 +66,13 @@ def _policy(config: Config, services: Iterable[ServiceHandler]) -> AcceptorPolic
         roles=MappingProxyType(roles),
         scp_role_preference=(EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN),
     )
+
+
+def _forget(protocol: asyncio.Protocol) -> None:
+    """A TLS connection refused in its handshake: its session never started, drop it."""
+    assert isinstance(protocol, ULProtocol)
+    if not protocol.closed.done():
+        protocol.closed.set_result(None)  # _Session's callback discards it
 
 
 class _Session:
@@ -141,8 +148,7 @@ class Server:
         }
         self.policy = _policy(config, self.services)
         self._server: asyncio.Server | None = None
-        self._tls_server: asyncio.Server | None = None
-        self._handshakes: set[asyncio.Task[None]] = set()
+        self._tls_server: TLSListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[_Session] = set()
         self.associations: set[Association] = set()
@@ -164,26 +170,21 @@ class Server:
                 address, self.config.port, reuse_address=True, backlog=128, start_serving=False,
             )  # fmt: skip
         if settings.enabled:
-            context = settings.server_context()
+            listener = TLSListener(
+                settings.server_context(), self.config.artim_timeout,
+                lambda: _Session(self).protocol, _forget,
+            )  # fmt: skip
             try:
-                self._tls_server = await loop.create_server(
-                    lambda: TLSHandshake(
-                        context, self.config.artim_timeout, self._secure_session, self._handshakes
-                    ),
-                    address, settings.port, reuse_address=True, backlog=128, start_serving=False,
-                )  # fmt: skip
+                await listener.bind(address, settings.port)
             except OSError:
                 if self._server is not None:
                     self._server.close()
                     self._server = None
                 raise
-
-    def _secure_session(self, transport: asyncio.Transport) -> asyncio.Protocol:
-        """The session of a connection whose TLS handshake succeeded."""
-        return _Session(self).protocol
+            self._tls_server = listener
 
     @property
-    def _listeners(self) -> list[asyncio.Server]:
+    def _listeners(self) -> list[asyncio.Server | TLSListener]:
         return [s for s in (self._server, self._tls_server) if s is not None]
 
     async def start(self) -> None:
@@ -229,8 +230,6 @@ class Server:
         """
         for listener in self._listeners:
             listener.close()
-        for handshake in list(self._handshakes):
-            handshake.cancel()
         for session in list(self._sessions):
             if session.association is None:
                 session.protocol.close()

@@ -91,6 +91,10 @@ def _handshake_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def _still_serving(server: Server, certs: Certificates) -> None:
+    """No session is left of the refused connection, and both listeners answer."""
+    async with asyncio.timeout(WAIT):
+        while server._sessions:
+            await asyncio.sleep(0.02)
     assert await _echo(server.tls_port, _client(certs)) == 0
     assert await _echo(server.port, None) == 0
 
