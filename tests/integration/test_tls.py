@@ -21,7 +21,7 @@ from pydicom.data import get_testdata_file
 from stellarpacs.aio.client import connect
 from stellarpacs.aio.server import Server
 from stellarpacs.errors import AssociationAborted
-from stellarpacs.tls import client_context
+from stellarpacs.tls import PROFILES, client_context
 from stellarpacs.uids import VERIFICATION
 from tests.integration.conftest import StartServer
 from tests.integration.peers import (
@@ -113,10 +113,11 @@ async def test_echoscu_with_a_client_certificate(
     assert not _handshake_lines(server_log)
 
 
+@pytest.mark.parametrize("profile", list(PROFILES))
 async def test_anonymous_echoscu_when_no_client_certificate_is_wanted(
-    start_server: StartServer, certificates: Certificates
+    start_server: StartServer, certificates: Certificates, profile: str
 ) -> None:
-    server = await start_server(tls=certificates.server_tls())
+    server = await start_server(tls=certificates.server_tls(profile=profile))
     result = await echoscu(server.tls_port, SERVER_AE, *_tls_options(certificates, anonymous=True))
     assert result.returncode == 0, result.stderr
 
@@ -225,6 +226,28 @@ async def test_untrusted_or_missing_client_certificate_is_refused(
         server_log, "certificate verify failed" if who == "rogue" else "no client certificate"
     )
     await _still_serving(server, certificates)
+
+
+def _tls12_with(suite: str, certs: Certificates) -> ssl.SSLContext:
+    context = _client(certs)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(suite)
+    return context
+
+
+async def test_the_non_downgrading_profile_refuses_suites_outside_bcp_195(
+    start_server: StartServer, server_log: pytest.LogCaptureFixture, certificates: Certificates
+) -> None:
+    """TLS 1.2 with TLS_RSA_WITH_AES_128_CBC_SHA: refused by bcp195-nd, accepted by bcp195."""
+    server = await start_server(tls=certificates.server_tls())
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await _echo(server.tls_port, _tls12_with("AES128-SHA", certificates))
+    await _refusal_logged(server_log, "no shared cipher")
+    assert (
+        await _echo(server.tls_port, _tls12_with("ECDHE-RSA-AES128-GCM-SHA256", certificates)) == 0
+    )
+    fallback = await start_server(tls=certificates.server_tls(profile="bcp195"))
+    assert await _echo(fallback.tls_port, _tls12_with("AES128-SHA", certificates)) == 0
 
 
 async def test_silent_connection_is_dropped_after_artim(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 
@@ -177,6 +178,20 @@ async def test_bad_tls_configuration_is_one_line_and_exit_2(
     [line] = result.stderr.splitlines()
     assert named in line, line
     assert not (tmp_path / "data").exists()
+
+
+async def test_tls_port_in_use_is_one_line(tmp_path: Path, certificates: Certificates) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        toml = _toml(certificates, port, only="true")
+        result = await _serve(tmp_path, f'host = "{HOST}"\n' + toml)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"stellarpacs: configuration error: cannot listen on {HOST}:TLS {port}: "
+    )
 
 
 async def test_echo_command_with_a_missing_client_key_is_one_line(tmp_path: Path) -> None:
