@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import stellarpacs
-from stellarpacs import uids
+from stellarpacs import tls, uids
 from stellarpacs.access import decide
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.scu.contexts import ProposedContext, build_request
@@ -37,6 +37,7 @@ from stellarpacs.audit.syslog import MSGID, PRI, QUEUE_SIZE, RETRY_AFTER
 from stellarpacs.config import Config
 from stellarpacs.config_access import JWT_DEFAULT_ALGORITHMS, SERVICES
 from stellarpacs.config_docs import describe_keys
+from stellarpacs.config_tls import tls_rows
 from stellarpacs.dimse.commands import (
     COMMAND_NAMES,
     CEchoRQ,
@@ -737,7 +738,10 @@ def render_profiles(m: Model) -> Lines:
     return [
         *heading(2, "4 Communication Profiles"),
         *heading(3, "4.1 Supported Communication Stacks"),
-        *para("The DICOM upper layer over TCP/IP (PS3.8); no TLS (PS3.15) in this release."),
+        *para(
+            "The DICOM upper layer over TCP/IP (PS3.8), and over TLS (PS3.15 B.12, B.13) "
+            "when configured (4.3)."
+        ),
         *heading(3, "4.2 TCP/IP Stack"),
         *para(
             "Inherited from the operating system, IPv4 or IPv6; by default we listen on "
@@ -745,6 +749,39 @@ def render_profiles(m: Model) -> Lines:
         ),
         *heading(4, "4.2.1 Physical Media Support"),
         *para("Whatever the operating system's TCP/IP runs on."),
+        *render_tls(m),
+    ]
+
+
+def render_tls(m: Model) -> Lines:
+    """The TLS subsection of the security profiles, from :mod:`stellarpacs.tls`'s tables."""
+    suites = tls.BCP195_SUITES.replace(":", ", ")
+    rows = [
+        ("bcp195-nd", "Non-downgrading BCP 195 TLS (B.13)", f"{suites} only"),
+        ("bcp195", "BCP 195 TLS (B.13)", "the above, then AES128-SHA, AES256-SHA"),
+        ("basic", "Basic TLS Secure Transport Connection (B.12)", "OpenSSL's DEFAULT list"),
+    ]
+    assert {r[0] for r in rows} == set(tls.PROFILES), "a profile without its row"
+    return [
+        *heading(3, f"4.3 Security Profiles: TLS ({EXTENSION})"),
+        *para(
+            "With `tls.certificate` and `tls.private_key` set, the server also listens for TLS "
+            f"on `tls.port` (default {m.config.tls.port}, IANA's dicom-tls); `tls.only` "
+            "turns the plain listener off. Every profile negotiates TLS 1.3 when the peer "
+            "has it and refuses anything older than TLS 1.2 (RFC 8996), even where BCP 195 "
+            "(RFC 9325) would allow a fallback. TLS 1.3 suites are OpenSSL's (all AEAD). "
+            f"`tls.profile` (default `{tls.DEFAULT_PROFILE}`) chooses the TLS 1.2 suites:",
+        ),
+        *table(("Profile", "PS3.15", "TLS 1.2 cipher suites"), rows),
+        *para(
+            "With `tls.verify_peer` a client certificate signed by `tls.ca_file` is required. "
+            "The handshake must end within the ARTIM timeout; a failed one (plain DICOM on "
+            "the TLS port, TLS 1.1 or older, no common suite, a missing or untrusted client "
+            "certificate) is logged with the peer and the reason, and the connection closed.",
+            "As a requestor (C-MOVE sub-operations and storage commitment reports to a "
+            "`tls = true` remote, and every command-line SCU with `--tls`), we verify the "
+            "peer's certificate and host name and show our certificate when one is set.",
+        ),
     ]
 
 
@@ -834,6 +871,7 @@ def render_extensions(m: Model) -> Lines:
         (m.facts.role.scp_role, "The SCP role granted by role selection (3.1.3)."),
         (m.facts.window_of_one, "An asynchronous operations window negotiated down (3.1.1.3)."),
         (True, "Command-line SCU tools (3.1.2.2); a configuration file (6.2)."),
+        (True, "TLS, PS3.15 B.12 and B.13 (4.3)."),
         (True, "An audit trail: JSON lines and PS3.15 A.5 audit messages over syslog (9)."),
         (True, "Access control per calling AE and user identity negotiation (4.3)."),
     ]
@@ -860,7 +898,7 @@ def render_configuration(m: Model) -> Lines:
         *para(
             "A TOML file (`--config`); command-line flags override it.",
         ),
-        *table(("Key", "Type", "Default", "Meaning"), describe_keys()),
+        *table(("Key", "Type", "Default", "Meaning"), _keys_with_tls()),
     ]
 
 
@@ -886,6 +924,14 @@ def render_hostile_input(m: Model) -> Lines:
             "SOP class as Affected SOP Class UID.",
         ),
     ]
+
+
+def _keys_with_tls() -> list[tuple[str, str, str, str]]:
+    """Every key, the ``tls.*`` ones right after the ``tls`` table's row."""
+    rows = []
+    for row in describe_keys():
+        rows += [row, *(tls_rows() if row[0] == "tls" else ())]
+    return rows
 
 
 def render_character_sets(m: Model) -> Lines:

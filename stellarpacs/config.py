@@ -59,6 +59,14 @@ from stellarpacs.config_checks import (
     one_of,
     positive_seconds,
 )
+from stellarpacs.config_tls import (
+    REMOTE_TLS_KEYS,
+    TLS_DEFAULT_SHOWN,
+    TLSConfig,
+    as_tls,
+    check_remote_tls,
+    tls_from_table,
+)
 from stellarpacs.errors import ConfigError
 
 __all__ = [
@@ -66,6 +74,7 @@ __all__ = [
     "MIN_PDU_LENGTH",
     "Config",
     "RemoteAE",
+    "TLSConfig",
     "load_config",
 ]
 
@@ -152,6 +161,7 @@ _COERCE: Final[Mapping[str, Callable[[str, object], object]]] = MappingProxyType
         "AuditSettings": lambda key, value: audit_from_table(value),
         "Mapping[str, UserEntry]": lambda key, value: users_from_tables(value),
         "JWTSettings | Mapping[str, object]": lambda key, value: jwt_from_table(value),
+        "TLSConfig": as_tls,
     }
 )
 
@@ -194,6 +204,11 @@ class RemoteAE:
     services: tuple[str, ...] = SERVICES
     check_host: bool = False
     require_user_identity: bool | None = None
+    #: TLS (PS3.15 B.13) to this remote; the files default to [tls]'s (config_tls).
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
 
     def __post_init__(self) -> None:
         key = f"remotes.{self.ae_title}"
@@ -204,6 +219,11 @@ class RemoteAE:
         _normalise(self, "check_host", "bool", f"{key}.check_host", None)
         if self.require_user_identity is not None:
             _normalise(self, "require_user_identity", "bool", f"{key}.require_user_identity", None)
+        checked = check_remote_tls(
+            f"remotes.{self.ae_title}", {n: getattr(self, n) for n in REMOTE_TLS_KEYS}
+        )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +373,14 @@ class Config:
         default_factory=AuditSettings,
         metadata={"help": "The audit trail: [audit] table.", "check": None, "shown": "none"},
     )
+    tls: TLSConfig = field(
+        default_factory=TLSConfig,
+        metadata={
+            "help": "TLS (PS3.15 B.12, B.13): the [tls] table, its tls.* keys below.",
+            "check": None,
+            "shown": TLS_DEFAULT_SHOWN,
+        },
+    )
     remotes: Mapping[str, RemoteAE] = field(
         default_factory=lambda: MappingProxyType({}),
         hash=False,
@@ -360,7 +388,8 @@ class Config:
             "help": "Peers we connect to (C-MOVE destinations, storage commitment replies), "
             "one [remotes.<AE title>] table each with host and port; optional: the services "
             "it may use (of echo, store, find, move, get, commit, mpps; default all), "
-            "check_host (its associations must come from host) and require_user_identity.",
+            "check_host (its associations must come from host), require_user_identity, "
+            "and `tls = true` to connect with TLS (PS3.15 B.13).",
             "check": None,
             "shown": "none",
         },
@@ -372,7 +401,14 @@ class Config:
 
 
 _KEYS: Final = tuple(f.name for f in fields(Config))
-_REMOTE_KEYS: Final = ("host", "port", "services", "check_host", "require_user_identity")
+_REMOTE_KEYS: Final = (
+    "host",
+    "port",
+    "services",
+    "check_host",
+    "require_user_identity",
+    *REMOTE_TLS_KEYS,
+)
 _REMOTE_REQUIRED: Final = ("host", "port")
 _NO_OVERRIDES: Final[Mapping[str, object]] = MappingProxyType({})
 
@@ -433,6 +469,8 @@ def _from_file(data: Mapping[str, Any], where: str) -> dict[str, object]:
     values = dict(data)
     if "remotes" in values:
         values["remotes"] = _remotes(values["remotes"], where)
+    if "tls" in values:
+        values["tls"] = tls_from_table(values["tls"], where)
     return values
 
 

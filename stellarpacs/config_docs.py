@@ -20,6 +20,7 @@ from stellarpacs import uids
 from stellarpacs.audit.settings import audit_key_rows
 from stellarpacs.config import Config
 from stellarpacs.config_access import ACCESS_EXAMPLES
+from stellarpacs.config_tls import tls_toml_lines
 
 __all__ = ["DEFAULT_CONFIG_TOML", "describe_keys"]
 
@@ -32,7 +33,9 @@ _TOML_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "Path": "string (path)",
         "tuple[str, ...]": "array of UIDs",
         "Mapping[str, RemoteAE]": "table: host (string), port (integer), services (array), "
-        "check_host (boolean), require_user_identity (boolean)",
+        "check_host (boolean), require_user_identity (boolean), tls (boolean), tls_ca_file, "
+        "tls_certificate, tls_private_key (paths)",
+        "TLSConfig": "table",
         "Mapping[str, UserEntry]": "table: passcode_hash (string)",
         "JWTSettings | Mapping[str, object]": "table: public_key (path), issuer, audience, "
         "algorithms (array)",
@@ -83,6 +86,8 @@ def _render_field(f: Field[Any], default: Any) -> list[str]:
             f"# Default: all of {_shown_default(f, default)}. To accept fewer, list them:",
             f'# {f.name} = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"]  # CT, MR',
         ]
+    if f.name == "tls":  # commented: a table header would capture the keys below it
+        return tls_toml_lines()
     if f.name == "remotes":  # a commented example
         return [*lines, "# [remotes.STORESCP]", '# host = "192.0.2.10"', "# port = 104"]
     if f.name == "audit":

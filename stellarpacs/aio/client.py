@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import tempfile
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
@@ -288,8 +289,13 @@ async def connect(
     artim_timeout: float = 30.0,
     dimse_timeout: float = 60.0,
     sink_factory: SinkFactory | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> ClientAssociation:
     """Open an association; ``contexts`` are ProposedContexts or abstract syntax UIDs.
+
+    With ``tls`` (see :func:`stellarpacs.tls.client_context`) the connection
+    is TLS (PS3.15 B.12, B.13), its handshake within ``connect_timeout``; a
+    failed one raises :class:`ssl.SSLError`.
 
     Raises :class:`AssociationRejected` with the result/source/reason of an
     A-ASSOCIATE-RJ, :class:`AssociationAborted` when the peer aborts or
@@ -305,7 +311,7 @@ async def connect(
     connection.request(loop.time())
     async with asyncio.timeout(connect_timeout):
         _, protocol = await loop.create_connection(
-            lambda: ULProtocol(connection, pending.on_event), host, port
+            lambda: ULProtocol(connection, pending.on_event), host, port, ssl=tls
         )
     pending.protocol = protocol
     protocol.on_lost = lambda: pending.on_event(Aborted(by_peer_user=False))
@@ -382,6 +388,7 @@ async def commit(
     connect_timeout: float = 10.0,
     dimse_timeout: float = 60.0,
     max_pdu_length: int = 16384,
+    tls: ssl.SSLContext | None = None,
 ) -> CommitmentReport:
     """Connect, request storage commitment of ``references`` and wait for the result.
 
@@ -406,6 +413,7 @@ async def commit(
             max_pdu_length=max_pdu_length,
             connect_timeout=connect_timeout,
             dimse_timeout=dimse_timeout,
+            tls=tls,
         )
         async with client:
             return await client.commit(

@@ -31,6 +31,7 @@ from stellarpacs.aio.auditing import audit_end, audit_opened, audit_rejected
 from stellarpacs.aio.guard import BoundedSink, dataset_limit, screen
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.protocols import AssociationLike
+from stellarpacs.aio.tls import TLSListener
 from stellarpacs.aio.transport import ULProtocol
 from stellarpacs.aio.verification import VerificationService
 from stellarpacs.audit import Auditor
@@ -102,6 +103,13 @@ class _Discard:
         pass
 
 
+def _forget(protocol: asyncio.Protocol) -> None:
+    """A TLS connection refused in its handshake: its session never started, drop it."""
+    assert isinstance(protocol, ULProtocol)
+    if not protocol.closed.done():
+        protocol.closed.set_result(None)  # _Session's callback discards it
+
+
 class _Session:
     """One TCP connection on the acceptor side, before and after association."""
 
@@ -163,8 +171,9 @@ class Server:
     is given, and a request class goes to the last handler that declares it.
 
     Use as ``async with Server(config) as server: await server.serve_forever()``;
-    ``server.port`` is the bound port (useful with port 0 in tests).  ``auditor``
-    records the association events (accepted, rejected, released, aborted).
+    ``server.port`` is the bound port (useful with port 0 in tests), ``server.tls_port``
+    the TLS listener's when ``[tls]`` has a certificate (PS3.15 B.12, B.13).
+    ``auditor`` records the association events (accepted, rejected, released, aborted).
     """
 
     def __init__(
@@ -184,6 +193,7 @@ class Server:
         }
         self.policy = _policy(config, self.services)
         self._server: asyncio.Server | None = None
+        self._tls_server: TLSListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[_Session] = set()
         #: Sessions not associated yet, oldest first (``max_pending_connections``).
@@ -203,17 +213,32 @@ class Server:
 
         Lets a caller learn that the port is taken before it opens anything else.
         """
-        if self._server is not None:
+        if self._listeners:
             return
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._new_session,
-            self.config.host,
-            self.config.port,
-            reuse_address=True,
-            backlog=128,
-            start_serving=False,
-        )
+        settings, address = self.config.tls, self.config.host
+        if not settings.only:
+            self._server = await loop.create_server(
+                self._new_session,
+                address, self.config.port, reuse_address=True, backlog=128, start_serving=False,
+            )  # fmt: skip
+        if settings.enabled:
+            listener = TLSListener(
+                settings.server_context(), self.config.artim_timeout,
+                self._new_session, _forget,
+            )  # fmt: skip
+            try:
+                await listener.bind(address, settings.port)
+            except OSError:
+                if self._server is not None:
+                    self._server.close()
+                    self._server = None
+                raise
+            self._tls_server = listener
+
+    @property
+    def _listeners(self) -> list[asyncio.Server | TLSListener]:
+        return [s for s in (self._server, self._tls_server) if s is not None]
 
     def _new_session(self) -> ULProtocol:
         """A session for a connection just accepted, making room among the pending ones."""
@@ -248,29 +273,35 @@ class Server:
     async def start(self) -> None:
         """Bind (unless :meth:`bind` did) and accept connections."""
         await self.bind()
-        assert self._server is not None
-        await self._server.start_serving()
+        for listener in self._listeners:
+            await listener.start_serving()
+        config = self.config
         log.info(
-            "%s listening on %s:%s (max %d associations, max PDU %d)",
-            self.config.ae_title,
-            self.config.host,
-            self.port,
-            self.config.max_associations,
-            self.config.max_pdu_length,
-        )
+            "%s listening on %s:%s%s (max %d associations, max PDU %d)",
+            config.ae_title, config.host, self.port if self._server else "-",
+            f", TLS {self.tls_port} ({config.tls.profile}"
+            f"{', client certificates required' if config.tls.verify_peer else ''})"
+            if self._tls_server else "",
+            config.max_associations, config.max_pdu_length,
+        )  # fmt: skip
 
     @property
     def port(self) -> int:
-        """The bound TCP port."""
-        assert self._server is not None and self._server.sockets, "server not started"
+        """The bound TCP port of the plain listener (none with ``tls.only``)."""
+        assert self._server is not None and self._server.sockets, "no plain listener"
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def tls_port(self) -> int:
+        """The bound TCP port of the TLS listener."""
+        assert self._tls_server is not None and self._tls_server.sockets, "no TLS listener"
+        return int(self._tls_server.sockets[0].getsockname()[1])
 
     async def serve_forever(self) -> None:
         """Serve until cancelled or closed."""
-        if self._server is None or not self._server.is_serving():
+        if not self._listeners or not all(s.is_serving() for s in self._listeners):
             await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
+        await asyncio.gather(*(listener.serve_forever() for listener in self._listeners))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop listening, let open associations finish for ``timeout`` s, then abort them.
@@ -280,8 +311,8 @@ class Server:
         A-ABORT is flushed and the transport closed, so ``close`` returns
         about ``timeout`` + 3 s at the latest, whatever the peers do.
         """
-        if self._server is not None:
-            self._server.close()
+        for listener in self._listeners:
+            listener.close()
         for session in list(self._sessions):
             if session.association is None:
                 session.protocol.close()
@@ -295,9 +326,9 @@ class Server:
         if self._identity_pool is not None:
             self._identity_pool.shutdown(wait=False, cancel_futures=True)
             self._identity_pool = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        for listener in self._listeners:
+            await listener.wait_closed()
+        self._server = self._tls_server = None
 
     async def _settle(self, grace: float) -> None:
         """Wait ``grace`` s for the association tasks; then drop connections and cancel."""

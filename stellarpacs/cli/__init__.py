@@ -12,6 +12,7 @@ problem and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Final
@@ -32,6 +33,7 @@ from stellarpacs.errors import (
     DIMSEError,
     StellarPACSError,
 )
+from stellarpacs.tls import describe_handshake_error
 
 __all__ = ["main"]
 
@@ -68,6 +70,8 @@ def _describe(error: BaseException) -> str:
         )
     if isinstance(error, TimeoutError):
         return "timed out"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS handshake failed: {describe_handshake_error(error)}"
     if isinstance(error, OSError):
         return f"cannot connect: {os_reason(error)}"
     return str(error)

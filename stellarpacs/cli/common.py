@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 from stellarpacs.aio.client import ClientAssociation, connect
 from stellarpacs.aio.scu.contexts import ProposedContext
 from stellarpacs.errors import ConfigError
+from stellarpacs.tls import DEFAULT_PROFILE, PROFILES, TLSFileError, client_context
 
 __all__ = [
     "EXIT_FAILED",
@@ -32,6 +34,7 @@ __all__ = [
     "run",
     "setup_logging",
     "table",
+    "tls_context",
     "wire_taps",
 ]
 
@@ -94,6 +97,7 @@ def add_peer_flags(parser: argparse.ArgumentParser, *, timeout: float = 30.0) ->
         "--timeout", type=float, default=timeout, help="seconds to wait for each answer"
     )
     add_trace_flags(parser)
+    _add_tls_flags(parser)
 
 
 def add_trace_flags(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +123,35 @@ def wire_taps(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TLS (PS3.15 B.12, B.13); any --tls-* flag implies --tls")
+    group.add_argument("--tls", action="store_true", help="connect with TLS 1.2 or newer")
+    group.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="PEM CAs to verify the peer (default: system's)"
+    )
+    group.add_argument("--tls-cert", type=Path, metavar="FILE", help="our PEM client certificate")
+    group.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
+    group.add_argument(
+        "--tls-profile", choices=tuple(PROFILES), help=f"TLS profile (default {DEFAULT_PROFILE})"
+    )
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client context the TLS flags describe; None without them (ConfigError: bad files)."""
+    flags = (args.tls_ca, args.tls_cert, args.tls_key, args.tls_profile)
+    if not args.tls and all(flag is None for flag in flags):
+        return None
+    if args.tls_key is not None and args.tls_cert is None:
+        raise ConfigError("--tls-key needs --tls-cert")
+    try:
+        return client_context(
+            args.tls_profile or DEFAULT_PROFILE, args.tls_ca, args.tls_cert, args.tls_key
+        )
+    except TLSFileError as error:
+        flag = {"ca_file": "--tls-ca", "certificate": "--tls-cert"}.get(error.which, "--tls-key")
+        raise ConfigError(f"{flag}: {error}") from None
+
+
 async def connect_peer(
     args: argparse.Namespace, contexts: Iterable[ProposedContext | str]
 ) -> ClientAssociation:
@@ -132,4 +165,5 @@ async def connect_peer(
         max_pdu_length=args.max_pdu_length,
         connect_timeout=args.timeout,
         dimse_timeout=args.timeout,
+        tls=tls_context(args),
     )

@@ -30,6 +30,7 @@ from stellarpacs.cli.common import (
     add_peer_flags,
     connect_peer,
     run,
+    tls_context,
 )
 from stellarpacs.commitment import CommitmentReport, FailureReason, SOPReference
 from stellarpacs.dimse.status import describe
@@ -87,6 +88,7 @@ async def _commit(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         connect_timeout=args.timeout,
         dimse_timeout=args.timeout,
+        tls=tls_context(args),
     )
     print_report(report)
     return EXIT_OK if report.event_type_id == 1 else EXIT_FAILED

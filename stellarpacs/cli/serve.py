@@ -128,8 +128,10 @@ async def _bind(server: Server, config: Config) -> None:
     try:
         await server.bind()
     except OSError as error:
+        ports = [] if config.tls.only else [str(config.port)]
+        ports += [f"TLS {config.tls.port}"] if config.tls.enabled else []
         raise ConfigError(
-            f"cannot listen on {config.host}:{config.port}: {os_reason(error)}"
+            f"cannot listen on {config.host}:{' or '.join(ports)}: {os_reason(error)}"
         ) from None
 
 

@@ -29,6 +29,7 @@ from typing import Final
 from stellarpacs.aio.client import ClientAssociation
 from stellarpacs.aio.client import connect as _connect
 from stellarpacs.aio.scu.contexts import DEFAULT_TRANSFER_SYNTAXES, ProposedContext
+from stellarpacs.aio.tls import remote_context
 from stellarpacs.commitment import (
     CommitmentReport,
     FailedReference,
@@ -301,6 +302,7 @@ class DeliveryWorker:
             max_pdu_length=self.config.max_pdu_length,
             connect_timeout=self.config.connect_timeout,
             dimse_timeout=self.config.dimse_timeout,
+            tls=remote_context(self.config, remote),
         )
         async with client:
             await _send_report(client, report)

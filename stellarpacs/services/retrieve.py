@@ -41,8 +41,9 @@ from stellarpacs.aio.scu.store import (
     scan_file,
     send_item,
 )
+from stellarpacs.aio.tls import remote_context
 from stellarpacs.audit import Auditor
-from stellarpacs.config import Config
+from stellarpacs.config import Config, RemoteAE
 from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, Message
 from stellarpacs.dimse.events import DatasetSink, Incoming
@@ -419,7 +420,7 @@ class MoveService(_RetrieveBase):
         if not items:
             return counts.final_status()
         try:
-            client = await self._open(remote.host, remote.port, remote.ae_title, items)
+            client = await self._open(remote, items)
         except (OSError, TimeoutError, AssociationRejected, AssociationAborted) as error:
             log.error(
                 "C-MOVE destination %s unreachable: %s",
@@ -433,18 +434,17 @@ class MoveService(_RetrieveBase):
                 association, incoming, client.association, items, counts, scp_role_only=False
             )
 
-    async def _open(
-        self, host: str, port: int, ae_title: str, items: list[StoreItem]
-    ) -> ClientAssociation:
+    async def _open(self, remote: RemoteAE, items: list[StoreItem]) -> ClientAssociation:
         return await connect(
-            host,
-            port,
-            called_ae=ae_title,
+            remote.host,
+            remote.port,
+            called_ae=remote.ae_title,
             calling_ae=self.config.ae_title,
             contexts=propose_contexts(items),
             max_pdu_length=self.config.max_pdu_length,
             connect_timeout=self.config.connect_timeout,
             dimse_timeout=self.config.dimse_timeout,
+            tls=remote_context(self.config, remote),
         )
 
 

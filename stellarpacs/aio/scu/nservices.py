@@ -38,7 +38,7 @@ from stellarpacs.commitment import (
     action_information,
     read_event_information,
 )
-from stellarpacs.config import Config
+from stellarpacs.config import Config, TLSConfig
 from stellarpacs.datasets import decode_dataset, encode_dataset
 from stellarpacs.dimse.commands import (
     COMMAND_NAMES,
@@ -163,6 +163,8 @@ class CommitmentListener:
     Use as ``async with CommitmentListener("MODALITY", port=11113) as listener``;
     reports are kept by Transaction UID, so one that arrives before
     :meth:`report` is asked for is not lost.  Any Called AE Title is accepted.
+    With ``tls`` (a :class:`~stellarpacs.config.TLSConfig` with a certificate)
+    it listens for TLS on ``tls.port`` too (PS3.15 B.13).
     """
 
     def __init__(
@@ -172,6 +174,7 @@ class CommitmentListener:
         host: str = "0.0.0.0",
         port: int = 0,
         max_pdu_length: int = 16384,
+        tls: TLSConfig | None = None,
     ) -> None:
         config = Config(
             ae_title=ae_title,
@@ -179,6 +182,7 @@ class CommitmentListener:
             port=port,
             max_pdu_length=max_pdu_length,
             accept_any_called_ae=True,
+            tls=tls or TLSConfig(),
         )
         self.server = Server(config, [_ReportService(self._received)])
         self.received: list[CommitmentReport] = []
