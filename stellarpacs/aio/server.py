@@ -21,14 +21,23 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 
 from stellarpacs import access
+from stellarpacs.aio.acceptor import (
+    Discard,
+    acceptor_policy,
+    describe_contexts,
+    forget_protocol,
+    log_end,
+    refuse_request,
+    screen_request,
+)
 from stellarpacs.aio.association import Association
 from stellarpacs.aio.auditing import audit_end, audit_opened, audit_rejected
-from stellarpacs.aio.guard import BoundedSink, dataset_limit, screen
+from stellarpacs.aio.guard import BoundedSink, dataset_limit
 from stellarpacs.aio.handler import ServiceHandler
 from stellarpacs.aio.protocols import AssociationLike
 from stellarpacs.aio.tls import TLSListener
@@ -37,12 +46,9 @@ from stellarpacs.aio.verification import VerificationService
 from stellarpacs.audit import Auditor
 from stellarpacs.config import Config
 from stellarpacs.dimse.commands import Message
-from stellarpacs.dimse.events import DatasetSink, Incoming
-from stellarpacs.dimse.refusal import refusal
-from stellarpacs.dimse.status import Status
+from stellarpacs.dimse.events import DatasetSink
 from stellarpacs.errors import AssociationAborted
 from stellarpacs.logtext import printable
-from stellarpacs.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, name_of
 from stellarpacs.ul.connection import (
     Aborted,
     AssociationRequested,
@@ -51,11 +57,9 @@ from stellarpacs.ul.connection import (
 )
 from stellarpacs.ul.fsm import State
 from stellarpacs.ul.negotiation import (
-    AcceptorPolicy,
     Admission,
     PresentationContext,
     RejectReason,
-    Role,
     negotiate,
 )
 from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ, AAssociateRQ, UserIdentityRQ
@@ -63,51 +67,6 @@ from stellarpacs.ul.pdus import AAssociateAC, AAssociateRJ, AAssociateRQ, UserId
 __all__ = ["Server"]
 
 log = logging.getLogger("stellarpacs.server")
-
-
-def _describe_contexts(contexts: Mapping[int, PresentationContext], shown: int = 4) -> str:
-    """A short list for the log: the first few contexts and how many more."""
-    names = [
-        f"{name_of(c.abstract_syntax)}/{name_of(c.transfer_syntax)}" for c in contexts.values()
-    ]
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
-def _policy(config: Config, services: Iterable[ServiceHandler]) -> AcceptorPolicy:
-    syntaxes: dict[str, tuple[str, ...]] = {}
-    roles: dict[str, Role] = {}
-    for service in services:
-        syntaxes.update(service.abstract_syntaxes)
-        roles.update(service.roles)
-    names, scp_roles = access.service_names(syntaxes)
-    return AcceptorPolicy(
-        ae_title=config.ae_title,
-        abstract_syntaxes=MappingProxyType(syntaxes),
-        accept_any_called_ae=config.accept_any_called_ae,
-        max_pdu_length=config.max_pdu_length,
-        roles=MappingProxyType(roles),
-        scp_role_preference=(EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN),
-        service_names=MappingProxyType(names),
-        scp_role_services=MappingProxyType(scp_roles),
-    )
-
-
-class _Discard:
-    """Where the data set of a refused C-STORE goes: nowhere, without being held."""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def abandon(self) -> None:
-        pass
-
-
-def _forget(protocol: asyncio.Protocol) -> None:
-    """A TLS connection refused in its handshake: its session never started, drop it."""
-    assert isinstance(protocol, ULProtocol)
-    if not protocol.closed.done():
-        protocol.closed.set_result(None)  # _Session's callback discards it
 
 
 class _Session:
@@ -191,7 +150,7 @@ class Server:
         self._dispatch: dict[type[Message], ServiceHandler] = {
             request: service for service in self.services for request in service.requests
         }
-        self.policy = _policy(config, self.services)
+        self.policy = acceptor_policy(config, self.services)
         self._server: asyncio.Server | None = None
         self._tls_server: TLSListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -225,7 +184,7 @@ class Server:
         if settings.enabled:
             listener = TLSListener(
                 settings.server_context(), self.config.artim_timeout,
-                self._new_session, _forget,
+                self._new_session, forget_protocol,
             )  # fmt: skip
             try:
                 await listener.bind(address, settings.port)
@@ -466,7 +425,7 @@ class Server:
                 "association opened: %s -> %s from %s:%s%s, contexts: %s",
                 printable(rq.calling_ae_title), printable(rq.called_ae_title), *peer,
                 f", user {printable(user.name)} (type {int(user.identity_type)})" if user else "",
-                _describe_contexts(contexts) or "none accepted",
+                describe_contexts(contexts) or "none accepted",
             )  # fmt: skip
         audit_opened(self.auditor, association, peer)
         self._track(self._run(association))
@@ -483,7 +442,7 @@ class Server:
         self, association: AssociationLike, context: PresentationContext, command: Message
     ) -> DatasetSink | None:
         if not self._permitted(association, context.context_id, command):
-            return _Discard()
+            return Discard()
         service = self._dispatch.get(type(command))
         if service is None:
             return None
@@ -505,11 +464,11 @@ class Server:
                     )
                     association.abort()
                     break
-                admitted = await self._screen(association, incoming)
+                admitted = await screen_request(association, incoming)
                 if admitted is None:
                     continue
                 if not self._permitted(association, admitted.context.context_id, admitted.command):
-                    await self._refuse(association, admitted)
+                    await refuse_request(association, admitted)
                     continue
                 await service.handle(association, admitted)
         except AssociationAborted:
@@ -521,40 +480,9 @@ class Server:
             association.abort()
         finally:
             self.associations.discard(association)
-            self._log_end(association, time.monotonic() - started)
+            log_end(association, time.monotonic() - started)
             audit_end(self.auditor, association, time.monotonic() - started)
             await self._await_close(association)
-
-    @staticmethod
-    async def _screen(association: Association, incoming: Incoming) -> Incoming | None:
-        """What the handler gets, or None once a refusal was sent (see :mod:`.guard`)."""
-        incoming, refusal = screen(incoming)
-        if refusal is None:
-            return incoming
-        log.warning(
-            "%s: %s refused with 0x%04X: %s",
-            printable(association.calling_ae_title), type(incoming.command).__name__,
-            refusal.status, refusal.reason,
-        )  # fmt: skip
-        await association.send(incoming.context.context_id, refusal.response)
-        return None
-
-    @staticmethod
-    async def _refuse(association: Association, incoming: Incoming) -> None:
-        """Answer a request for a service this AE may not use: 0124, refused: not authorized.
-
-        PS3.7 Annex C's general failure status for exactly this; it is a failure
-        to every SCU, where A7xx (out of resources) would invite a retry and
-        Cxxx would blame the data set.
-        """
-        command = incoming.command
-        log.warning(
-            "%s: %s refused, service not allowed for this AE (0124)",
-            printable(association.calling_ae_title), type(command).__name__,
-        )  # fmt: skip
-        response = refusal(command, Status.NOT_AUTHORIZED, "not authorized for this AE")
-        if response is not None:
-            await association.send(incoming.context.context_id, response)
 
     async def _await_close(self, association: Association) -> None:
         """Give the peer ARTIM's time to close after release or abort, then close."""
@@ -566,12 +494,3 @@ class Server:
                 await protocol.closed
         except TimeoutError:
             protocol.close()
-
-    @staticmethod
-    def _log_end(association: Association, duration: float) -> None:
-        log.info(
-            "association ended: %s -> %s from %s:%s, %s after %.3f s, %d requests",
-            printable(association.calling_ae_title), printable(association.called_ae_title),
-            *association.peer, printable(association.end_reason or "closed"), duration,
-            association.stats.messages_in,
-        )  # fmt: skip

@@ -39,7 +39,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 
 from stellarpacs.errors import LocalProtocolError
@@ -52,6 +51,7 @@ from stellarpacs.storage.files import durable
 from stellarpacs.storage.files.header import check_sop_uids, open_received, row_from_dataset
 from stellarpacs.storage.files.inflate import DEFAULT_MAX_INFLATED, InflationLimit
 from stellarpacs.storage.files.layout import Layout
+from stellarpacs.storage.incoming import IncomingFile
 from stellarpacs.storage.index.catalog import SQLiteCatalog
 from stellarpacs.storage.index.database import unavailable
 from stellarpacs.storage.index.groupcommit import GroupWriter
@@ -66,7 +66,7 @@ from stellarpacs.storage.records import (
     StoreResult,
 )
 
-__all__ = ["Archive", "Hook", "IncomingFile"]
+__all__ = ["Archive", "Hook"]
 
 log = logging.getLogger(__name__)
 
@@ -84,71 +84,6 @@ class _Settled:
     dest: Path | None
     conflict: bool = False  # a known UID with other content (duplicates.settle_known)
     replaced: bool = False  # ... which replaced the stored instance, row and all
-
-
-class _State(Enum):
-    OPEN = "open"
-    DONE = "done"
-
-
-class IncomingFile:
-    """One C-STORE data set on its way to disk (a :class:`~stellarpacs.storage.api.IncomingFile`).
-
-    An I/O error while writing is remembered, not raised: the handler keeps
-    feeding fragments and ``commit()`` answers ``NOT_STORED``.
-    """
-
-    check_uids = False  # set by ``Archive.begin``
-
-    def __init__(
-        self,
-        archive: Archive,
-        *,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        transfer_syntax_uid: str,
-        calling_ae: str,
-        temp: TempFile | None,
-        failure: StoreOutcome | None,
-    ) -> None:
-        self._archive = archive
-        self.sop_class_uid = sop_class_uid
-        self.sop_instance_uid = sop_instance_uid
-        self.transfer_syntax_uid = transfer_syntax_uid
-        self.calling_ae = calling_ae
-        self.temp = temp
-        self.failure = failure
-        self._state = _State.OPEN
-
-    def write(self, data: bytes) -> None:
-        """Append one data set fragment (a buffered write, no fsync, no thread hop)."""
-        if self._state is not _State.OPEN:
-            raise LocalProtocolError("write() after commit() or discard()")
-        if self.temp is None or self.failure is not None:
-            return
-        try:
-            self.temp.write(data)
-        except OSError as exc:
-            log.error("writing %s failed: %s", self.temp.path, exc)
-            self.failure = failure_outcome(exc)
-
-    async def commit(self) -> StoreOutcome:
-        """Make the instance durable and indexed, then say how it went (PS3.4 B.2.3)."""
-        self._close()
-        return await self._archive._commit(self)
-
-    async def discard(self) -> None:
-        """The association ended mid-transfer: drop the temporary file."""
-        if self._state is _State.DONE:
-            return
-        self._state = _State.DONE
-        if self.temp is not None:
-            await asyncio.to_thread(self.temp.abandon)
-
-    def _close(self) -> None:
-        if self._state is not _State.OPEN:
-            raise LocalProtocolError("commit() after commit() or discard()")
-        self._state = _State.DONE
 
 
 class Archive:
@@ -302,7 +237,7 @@ class Archive:
             log.error("cannot begin storing %r: %s", printable(sop_instance_uid), printable(exc))
             failure = failure_outcome(exc)
         incoming = IncomingFile(
-            self,
+            self._commit,
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
             transfer_syntax_uid=transfer_syntax_uid,
