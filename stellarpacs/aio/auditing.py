@@ -54,8 +54,14 @@ def audit_opened(auditor: Auditor, association: Association, peer: tuple[str, in
             peer_host=peer[0],
             peer_port=peer[1],
             contexts=syntaxes,
+            user=_user(association),
         )
     )
+
+
+def _user(association: Association) -> str | None:
+    """The user the association negotiated (PS3.7 D.3.3.7), if any."""
+    return association.user.name if association.user is not None else None
 
 
 def aborted_by(end_reason: str) -> str:
@@ -77,7 +83,15 @@ def audit_end(auditor: Auditor, association: Association, duration: float) -> No
     requests = association.stats.messages_in
     if reason == "released":
         auditor.record(
-            AssociationReleased(calling, called, host, port, duration=duration, requests=requests)
+            AssociationReleased(
+                calling,
+                called,
+                host,
+                port,
+                duration=duration,
+                requests=requests,
+                user=_user(association),
+            )
         )
         return
     detail = reason.removeprefix("aborted: ").removeprefix("aborted ")
@@ -91,5 +105,6 @@ def audit_end(auditor: Auditor, association: Association, duration: float) -> No
             reason=detail,
             duration=duration,
             requests=requests,
+            user=_user(association),
         )
     )

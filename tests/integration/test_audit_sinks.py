@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
@@ -34,6 +35,7 @@ from stellarpacs.audit.syslog import SyslogSink, tls_context
 from stellarpacs.services.registry import default_services
 from stellarpacs.ul.pdus import AAbort, AAssociateAC, AReleaseRP, AReleaseRQ
 from tests.audit.certs import make_certificates
+from tests.integration.access_peers import PASSCODE, attempt, passcode_hash
 from tests.integration.conftest import make_config
 from tests.integration.peers import HOST, WAIT, RawPeer, associate_rq
 from tests.integration.storage_fixtures import (
@@ -103,8 +105,10 @@ async def next_frames(queue: asyncio.Queue[bytes], count: int) -> list[bytes]:
 
 
 @asynccontextmanager
-async def audited_server(tmp_path: Path, auditor: Auditor) -> AsyncIterator[Server]:
-    config = make_config(tmp_path / "storage")
+async def audited_server(
+    tmp_path: Path, auditor: Auditor, **overrides: Any
+) -> AsyncIterator[Server]:
+    config = make_config(tmp_path / "storage", **overrides)
     async with AsyncExitStack() as stack:
         services = await default_services(config, auditor=auditor)
         stack.push_async_callback(services.close)
@@ -364,3 +368,21 @@ async def test_an_abort_by_the_peer_is_recorded_with_who_and_why(tmp_path: Path)
     assert aborted["event"] == "association-aborted" and aborted["by"] == "peer"
     assert aborted["reason"] == "A-ABORT source 0 reason 0 (peer)"
     assert aborted["outcome"] == "serious failure" and aborted["requests"] == 0
+
+
+async def test_the_negotiated_user_is_in_the_association_records(tmp_path: Path) -> None:
+    """PS3.15 A.5.3.12: the user that User Identity Negotiation (PS3.7 D.3.3.7) verified."""
+    path = tmp_path / "audit.jsonl"
+    auditor = Auditor([JsonLinesSink(path)])
+    users = {"alice": {"passcode_hash": passcode_hash()}}
+    async with audited_server(tmp_path, auditor, users=users) as server:
+        outcome = await attempt(server.port, identity=(2, b"alice", PASSCODE.encode(), True))
+        assert outcome.echo_status == 0
+        anonymous = await attempt(server.port)
+        assert anonymous.echo_status == 0
+    await auditor.close()
+    entries = [json.loads(line) for line in path.read_text(encoding="ascii").splitlines()]
+    ends = ("association-released", "association-aborted")
+    named = [e for e in entries if e["event"] == "association-accepted" or e["event"] in ends]
+    assert [e.get("user") for e in named] == ["alice", "alice", None, None]
+    assert PASSCODE not in path.read_text(encoding="ascii")
