@@ -8,35 +8,19 @@ valid UIDs, so that a request with a malformed one can still be answered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any, Final
+from typing import Any
 
 from stellarpacs.dimse.commands import (
-    CEchoRQ,
-    CEchoRSP,
-    CFindRQ,
-    CFindRSP,
-    CGetRQ,
-    CGetRSP,
-    CMoveRQ,
-    CMoveRSP,
     CStoreRQ,
-    CStoreRSP,
     Message,
     NActionRQ,
-    NActionRSP,
     NCreateRQ,
-    NCreateRSP,
     NDeleteRQ,
-    NDeleteRSP,
     NEventReportRQ,
-    NEventReportRSP,
     NGetRQ,
-    NGetRSP,
     NSetRQ,
-    NSetRSP,
 )
+from stellarpacs.dimse.matching import RESPONSE_CLASSES
 from stellarpacs.uids import is_valid_uid
 
 __all__ = ["refusal"]
@@ -44,21 +28,6 @@ __all__ = ["refusal"]
 
 def _uid(value: str | None) -> str | None:
     return value if value and is_valid_uid(value) else None
-
-
-_C_RESPONSES: Final[Mapping[type[Message], type[Message]]] = MappingProxyType(
-    {CEchoRQ: CEchoRSP, CFindRQ: CFindRSP, CGetRQ: CGetRSP, CMoveRQ: CMoveRSP}
-)
-_N_RESPONSES: Final[Mapping[type[Message], type[Message]]] = MappingProxyType(
-    {
-        NEventReportRQ: NEventReportRSP,
-        NGetRQ: NGetRSP,
-        NSetRQ: NSetRSP,
-        NActionRQ: NActionRSP,
-        NCreateRQ: NCreateRSP,
-        NDeleteRQ: NDeleteRSP,
-    }
-)
 
 
 def _uids(request: Message) -> dict[str, Any]:
@@ -78,10 +47,7 @@ def _uids(request: Message) -> dict[str, Any]:
 
 def refusal(request: Message, status: int, comment: str = "") -> Message | None:
     """The final response refusing ``request`` with ``status``; None for C-CANCEL or a response."""
-    if isinstance(request, CStoreRQ):
-        response: type[Message] | None = CStoreRSP
-    else:
-        response = _C_RESPONSES.get(type(request)) or _N_RESPONSES.get(type(request))
+    response = RESPONSE_CLASSES.get(type(request))
     if response is None or not hasattr(request, "message_id"):
         return None
     return response(  # type: ignore[call-arg]
